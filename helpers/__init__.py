@@ -1,0 +1,1 @@
+"""Helpers behind the notebooks: data, networks, training steps, metrics, plots and batch runs."""

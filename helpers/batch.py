@@ -1,0 +1,94 @@
+"""Run the notebooks with papermill and gather every run's metrics.json into one table.
+
+    python -m helpers.batch S1 S2 S2c              # 01 and 03 if needed, 04 per variant, then 05
+    python -m helpers.batch S2 --profile smoke --seed 1
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from helpers import config
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+SUMMARY_COLUMNS = ["variant", "dataset", "profile", "seed", "detector_ap", "ranked_ap", "reid_auc", "distance",
+                   "baseline_ap", "best_epoch", "train_minutes"]
+
+
+def run_notebook(name: str, output: Path, parameters: dict, progress: bool = True) -> Path:
+    """Execute notebooks/<name>.ipynb into `output` with papermill, in the notebooks folder."""
+    import papermill as pm
+    source = NOTEBOOKS / f"{name}.ipynb"
+    if not source.exists():
+        raise FileNotFoundError(f"No notebook {source}.")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    print(f"running {name} {parameters} -> {output}", flush=True)
+    started = time.time()
+    pm.execute_notebook(str(source), str(output), parameters=parameters, cwd=str(NOTEBOOKS),
+                        kernel_name="python3", progress_bar=progress, log_output=False)
+    print(f"  done in {(time.time() - started) / 60:.1f} min", flush=True)
+    return output
+
+
+def summary_rows(results: Path) -> list[dict]:
+    rows = []
+    for path in sorted(results.glob("*/metrics.json")):
+        m = json.loads(path.read_text())
+        test = m.get("test", {})
+        row = {k: m.get(k) for k in ("variant", "dataset", "profile", "seed", "best_epoch", "train_minutes")}
+        row.update({k: test.get(k) for k in ("detector_ap", "ranked_ap", "reid_auc")})
+        row["baseline_ap"] = m["test"]["detector_ap"] if m.get("variant") == "none" else m.get("baseline_ap")
+        row["distance"] = test.get("distance") if m.get("variant") != "none" else None
+        rows.append(row)
+    return rows
+
+
+def write_summary(results: Path) -> tuple[Path, str]:
+    """results/summary.csv and summary.md from every results/*/metrics.json; returns the markdown."""
+    import pandas as pd
+    df = pd.DataFrame(summary_rows(results), columns=SUMMARY_COLUMNS)
+    order = {"none": 0}
+    df = df.sort_values(by=["dataset", "variant"], key=lambda s: s.map(lambda v: (order.get(v, 1), str(v))))
+    df.to_csv(results / "summary.csv", index=False)
+    md = df.round(3).to_markdown(index=False)
+    (results / "summary.md").write_text(md + "\n")
+    return results / "summary.csv", md
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("variants", nargs="*", default=["S1", "S2", "S2c"], help="variants for notebook 04")
+    parser.add_argument("--profile", default=config.default_profile(), choices=sorted(config.PROFILES))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--redo-setup", action="store_true", help="rerun 01 and 03 even if their outputs exist")
+    parser.add_argument("--no-evaluation", action="store_true", help="skip notebook 05")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    args = parser.parse_args(argv)
+    for v in args.variants:
+        config.get_variant(v)  # fail before hours of work on a typo
+    results = config.results_dir()
+    executed = results / "notebooks"
+    common = {"PROFILE": args.profile, "SEED": args.seed}
+    progress = not args.quiet
+    from helpers.squares import sets_path
+    if args.redo_setup or not sets_path(config.data_dir(), args.profile, args.seed).exists():
+        run_notebook("01_synthetic_squares", executed / "01_synthetic_squares.ipynb", common, progress)
+    none = results / "none" / "metrics.json"
+    if args.redo_setup or not none.exists() or json.loads(none.read_text()).get("profile") != args.profile:
+        run_notebook("03_networks", executed / "03_networks.ipynb", common, progress)
+    for v in args.variants:
+        run_notebook("04_adversarial_training", results / v / "04_adversarial_training.ipynb",
+                     {**common, "VARIANT": v}, progress)
+    if not args.no_evaluation:
+        run_notebook("05_evaluation", executed / "05_evaluation.ipynb", {**common, "VARIANTS": list(args.variants)},
+                     progress)
+    path, md = write_summary(results)
+    print(f"\n{path}:\n{md}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

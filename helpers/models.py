@@ -1,0 +1,127 @@
+"""The filter, the detector and the ReID of thesis section 4.1, built with Keras 3."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+from keras import layers
+
+HEAD_WIDTHS = (256, 128, 64)  # deconvolution widths: the thesis does not give them; CenterNet's
+
+
+@keras.saving.register_keras_serializable(package="anonymisation")
+class SquaredDifference(layers.Layer):
+    """Element-wise (a - b)^2 of two feature vectors (thesis 4.1.2)."""
+
+    def call(self, inputs):
+        a, b = inputs
+        return keras.ops.square(a - b)
+
+
+def build_filter(kernels=(5, 7, 7, 5, 3), name: str = "filter") -> keras.Model:
+    """Five 3x3 convolutions, no bias, stride 1, same padding, ReLU x4 then sigmoid (thesis 4.1.4).
+
+    Takes images in [0, 1] of any size and returns images of the same size in [0, 1].
+    """
+    kernels = tuple(int(k) for k in kernels)
+    if len(kernels) != 5 or kernels[-1] != 3 or min(kernels) < 1:
+        raise ValueError(f"A filter has five layers ending in 3 (RGB) kernels, got {kernels}.")
+    inputs = keras.Input((None, None, 3), name="image")
+    x = inputs
+    for i, k in enumerate(kernels):
+        act = "sigmoid" if i == len(kernels) - 1 else "relu"
+        x = layers.Conv2D(k, 3, padding="same", use_bias=False, activation=act, name=f"conv{i + 1}")(x)
+    return keras.Model(inputs, x, name=name)
+
+
+def _load_backbone_weights(weights):
+    """Split weights= into what keras.applications takes and an optional file to load after."""
+    if weights is None or weights == "imagenet":
+        return weights, None
+    path = Path(weights)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights={weights!r}: expected 'imagenet', None or an existing weights file.")
+    return None, path
+
+
+def set_batchnorm_momentum(model: keras.Model, momentum: float) -> int:
+    """Keras's MobileNets hard-code momentum 0.999: trained from scratch for a few hundred steps
+    their moving statistics lag far behind and inference-mode outputs are useless. Returns the count."""
+    n = 0
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, layers.BatchNormalization):
+            layer.momentum = momentum
+            n += 1
+    return n
+
+
+def build_detector(image_shape, alpha: float = 1.0, weights=None, bn_momentum: float = 0.99,
+                   head_widths=None, name: str = "detector") -> keras.Model:
+    """MobileNetV2 without top, 3 x (Conv2DTranspose s2 -> BN -> ReLU), Conv2D to 1 channel (4.1.1).
+
+    Input: images in [0, 1] (the filter's output range); output: a heatmap at 1/4 of the input size.
+    """
+    h, w = image_shape[:2]
+    if h % 32 or w % 32:
+        raise ValueError(f"Detector input {image_shape} must be a multiple of 32 in height and width.")
+    if head_widths is None:  # scale CenterNet's widths with the backbone's width multiplier
+        head_widths = tuple(max(16, round(w * alpha / 8) * 8) for w in HEAD_WIDTHS)
+    app_weights, path = _load_backbone_weights(weights)
+    backbone = keras.applications.MobileNetV2(input_shape=(h, w, 3), alpha=alpha, include_top=False,
+                                              weights=app_weights)
+    if path is not None:
+        backbone.load_weights(path)
+    inputs = keras.Input((h, w, 3), name="image")
+    x = layers.Rescaling(2.0, offset=-1.0, name="to_mobilenet_range")(inputs)
+    x = backbone(x)
+    for i, width in enumerate(head_widths):
+        x = layers.Conv2DTranspose(width, 4, strides=2, padding="same", use_bias=False, name=f"deconv{i + 1}")(x)
+        x = layers.BatchNormalization(name=f"deconv{i + 1}_bn")(x)
+        x = layers.ReLU(name=f"deconv{i + 1}_relu")(x)
+    outputs = layers.Conv2D(1, 1, name="heatmap")(x)
+    model = keras.Model(inputs, outputs, name=name)
+    set_batchnorm_momentum(model, bn_momentum)
+    return model
+
+
+def build_reid(image_shape, alpha: float = 1.0, weights=None, bn_momentum: float = 0.99,
+               name: str = "reid") -> keras.Model:
+    """Siamese MobileNetV1 (one backbone, shared weights), squared difference, Dense(1, sigmoid) (4.1.2)."""
+    h, w = image_shape[:2]
+    app_weights, path = _load_backbone_weights(weights)
+    backbone = keras.applications.MobileNet(input_shape=(h, w, 3), alpha=alpha, include_top=False,
+                                            weights=app_weights, pooling="avg")
+    if path is not None:
+        backbone.load_weights(path)
+    embed_in = keras.Input((h, w, 3))
+    embed = keras.Model(embed_in, backbone(layers.Rescaling(2.0, offset=-1.0)(embed_in)), name="embedding")
+    a = keras.Input((h, w, 3), name="image_a")
+    b = keras.Input((h, w, 3), name="image_b")
+    fa, fb = embed(a), embed(b)
+    diff2 = SquaredDifference(name="squared_difference")([fa, fb])
+    same = layers.Dense(1, activation="sigmoid", name="same_identity")(diff2)
+    model = keras.Model([a, b], same, name=name)
+    set_batchnorm_momentum(model, bn_momentum)
+    return model
+
+
+def count_weights(model: keras.Model) -> int:
+    return int(sum(keras.ops.size(v) for v in model.trainable_weights))
+
+
+def networks_for(profile, dataset: str, kernels, weights=None):
+    """Filter, detector and ReID at a profile's sizes."""
+    from helpers.data_shapes import detector_shape, reid_shape
+    filt = build_filter(kernels)
+    det = build_detector(detector_shape(profile, dataset), profile.alpha, weights, profile.bn_momentum)
+    reid = build_reid(reid_shape(profile, dataset), profile.alpha, weights, profile.bn_momentum)
+    return filt, det, reid
+
+
+def load(path) -> keras.Model:
+    """Load a network saved by the notebooks (a .keras file), naming the notebook to run if missing."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist: run the notebook that writes it first "
+                                "(03_networks for results/none/, 04_adversarial_training for a variant).")
+    return keras.models.load_model(path, compile=False)

@@ -1,0 +1,39 @@
+"""Variants and profiles, defined once, match the thesis."""
+import pytest
+
+from helpers import config
+
+
+def test_variants_match_tables_4_1_and_4_2():
+    v = config.VARIANTS
+    assert (v["S1"].kernels, v["S1"].reid_steps, v["S1"].filter_lr) == ((5, 7, 7, 5, 3), 1, 5e-4)
+    assert (v["S2"].kernels, v["S2"].reid_steps) == ((5, 7, 7, 5, 3), 2)
+    assert v["S2c"].privacy == "confusion" and v["S2"].privacy == "thesis"
+    assert [v[f"R{i}"].kernels for i in range(1, 7)] == [
+        (5, 7, 7, 5, 3), (3, 3, 3, 3, 3), (3, 5, 5, 3, 3), (7, 9, 9, 7, 3), (5, 7, 7, 5, 3), (5, 7, 7, 5, 3)]
+    assert [v[f"R{i}"].filter_lr for i in range(1, 7)] == [5e-4, 5e-4, 5e-4, 5e-4, 5e-3, 1e-4]
+    assert all(v[f"R{i}"].reid_steps == 1 and v[f"R{i}"].dataset == "tvpr" for i in range(1, 7))
+
+
+def test_paper_profile_has_the_thesis_sizes():
+    p = config.get_profile("paper")
+    assert (p.image_size, p.square_size, p.alpha) == (160, 20, 1.0)
+    assert (p.batch_size, p.eval_batch_size, p.epochs, p.batches_per_epoch) == (60, 90, 12000, 12)
+    assert p.select_after == 6001  # best among the last 6000 of 12000 epochs
+    assert (p.val_identities, p.val_images_per_identity, p.detector_val_images) == (20, 6, 720)
+    assert p.match_radius == 4.0
+    assert config.LEARNING_RATES["squares"] == {"detector": 5e-4, "reid": 1e-3}
+    assert config.LEARNING_RATES["tvpr"] == {"detector": 1e-4, "reid": 1e-3}
+    assert config.LAMBDA == 5.0
+
+
+def test_unknown_names_are_rejected_with_the_choices():
+    with pytest.raises(KeyError, match="S1"):
+        config.get_variant("S9")
+    with pytest.raises(KeyError, match="smoke"):
+        config.get_profile("laptop")
+
+
+def test_every_profile_keeps_detector_sizes_divisible_by_32():
+    for p in config.PROFILES.values():
+        assert p.image_size % 32 == 0 and p.batch_size >= 5

@@ -1,0 +1,95 @@
+"""The three networks of thesis 4.1, and the BatchNorm-momentum trap."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from helpers import models, squares, training
+
+
+def test_filter_5_7_7_5_3_has_1341_weights_and_keeps_the_size():
+    f = models.build_filter((5, 7, 7, 5, 3))
+    assert models.count_weights(f) == 1341
+    x = np.random.default_rng(0).random((2, 40, 56, 3)).astype("float32")
+    y = f(x).numpy()
+    assert y.shape == x.shape and 0 <= y.min() and y.max() <= 1
+    assert all(not layer.use_bias for layer in f.layers[1:])
+
+
+def test_filter_kernels_are_checked():
+    with pytest.raises(ValueError, match="five layers"):
+        models.build_filter((5, 7, 7, 5))
+    with pytest.raises(ValueError, match="ending in 3"):
+        models.build_filter((5, 7, 7, 5, 4))
+
+
+def test_filter_maps_every_solid_colour_to_grey_when_first_kernels_sum_negative():
+    # No biases and inputs in [0, 1]: first-layer kernels with positive neighbours and a centre that
+    # outweighs them answer <= 0 everywhere in a solid colour, zero-padded border included, so the
+    # ReLU clears it and every solid image leaves the filter as 0.5 grey (SPEC.md).
+    f = models.build_filter((5, 7, 7, 5, 3))
+    k = np.abs(f.layers[1].kernel.numpy())
+    k[1, 1] = -k.sum(axis=(0, 1)) + k[1, 1] - 0.01
+    f.layers[1].kernel.assign(k)
+    colours = np.random.default_rng(1).random((6, 3)).astype("float32")
+    out = f(squares.solid_images(colours, 32)).numpy()
+    assert np.allclose(out, 0.5, atol=1e-6)
+
+
+def test_detector_heatmap_is_a_quarter_of_the_input(smoke_nets):
+    _, det, _ = smoke_nets
+    assert det.output_shape[1:] == (8, 8, 1)
+    with pytest.raises(ValueError, match="multiple of 32"):
+        models.build_detector((40, 40, 3), 0.25)
+
+
+def test_reid_is_one_probability_per_pair(smoke_nets):
+    _, _, reid = smoke_nets
+    a = np.random.default_rng(0).random((3, 32, 32, 3)).astype("float32")
+    p = reid([a, a[::-1]], training=False).numpy()
+    assert p.shape == (3, 1) and ((0 < p) & (p < 1)).all()
+
+
+def test_weights_must_be_imagenet_none_or_a_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="weights"):
+        models.build_reid((32, 32, 3), 0.25, weights=str(tmp_path / "missing.h5"))
+
+
+def test_mobilenet_momentum_is_overridden(smoke_nets):
+    _, det, reid = smoke_nets
+    import keras
+    moms = {l.momentum for m in (det, reid) for l in m._flatten_layers() if isinstance(l, keras.layers.BatchNormalization)}
+    assert moms == {0.9}
+
+
+def _train_and_measure(momentum, steps=80):
+    """Inference-mode and training-mode MSE on a new batch after a short training, and the MSE of
+    predicting an empty heatmap."""
+    import keras
+    from helpers import config
+    keras.utils.set_random_seed(0)
+    det = models.build_detector((32, 32, 3), 0.25, None, momentum)
+    opt = keras.optimizers.Adam(5e-4)
+    stream = squares.TrainingStream(config.get_profile("smoke", batch_size=30), 0)
+
+    @tf.function
+    def step(x, y):
+        with tf.GradientTape() as tape:
+            loss = training.mse(y, det(x, training=True))
+        opt.apply_gradients(zip(tape.gradient(loss, det.trainable_variables), det.trainable_variables))
+        return loss
+
+    for s in range(steps):
+        b, _ = stream.batch(s)
+        step(b.images, b.heatmaps)
+    b, _ = stream.batch(10_000)
+    inference = float(training.mse(b.heatmaps, det(b.images, training=False)))
+    train_mode = float(training.mse(b.heatmaps, det(b.images, training=True)))
+    return inference, train_mode, float(np.mean(b.heatmaps ** 2))
+
+
+def test_inference_mode_is_sane_after_a_few_steps_only_with_the_lower_momentum():
+    inference, train_mode, empty = _train_and_measure(0.9)
+    assert inference < empty, f"inference MSE {inference:.4f} no better than an empty heatmap ({empty:.4f})"
+    assert abs(inference - train_mode) < 0.1 * train_mode
+    trap, train_mode, empty = _train_and_measure(0.999)
+    assert trap > empty and trap > 1.1 * train_mode, "Keras's default momentum should lag: see models.py"
