@@ -58,6 +58,39 @@ def write_summary(results: Path) -> tuple[Path, str]:
     return results / "summary.csv", md
 
 
+def clean_for_commit(nb_path: Path, target: Path) -> Path:
+    """Copy an executed notebook for committing: drop stderr, progress bars and volatile metadata."""
+    import nbformat
+    nb = nbformat.read(nb_path, as_version=4)
+    widget = "application/vnd.jupyter.widget-view+json"
+    for cell in nb.cells:
+        cell.metadata.pop("papermill", None)
+        cell.metadata.pop("execution", None)
+        if cell.cell_type != "code":
+            continue
+        cell.outputs = [o for o in cell.outputs
+                        if not (o.output_type == "stream" and o.name == "stderr")
+                        and widget not in o.get("data", {})]
+        for o in cell.outputs:
+            o.get("metadata", {}).pop("papermill", None)
+    nb.metadata.pop("papermill", None)
+    nb.metadata.pop("widgets", None)
+    nbformat.write(nb, target)
+    return target
+
+
+def publish(results: Path, variant: str = "S2") -> list[Path]:
+    """Put the outputs of a finished `make run` into notebooks/ so readers see results without running."""
+    sources = {"01_synthetic_squares": results / "notebooks", "03_networks": results / "notebooks",
+               "04_adversarial_training": results / variant, "05_evaluation": results / "notebooks"}
+    done = []
+    for name, folder in sources.items():
+        executed = folder / f"{name}.ipynb"
+        if executed.exists():
+            done.append(clean_for_commit(executed, NOTEBOOKS / f"{name}.ipynb"))
+    return done
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("variants", nargs="*", default=["S1", "S2", "S2c"], help="variants for notebook 04")
@@ -66,7 +99,13 @@ def main(argv=None) -> int:
     parser.add_argument("--redo-setup", action="store_true", help="rerun 01 and 03 even if their outputs exist")
     parser.add_argument("--no-evaluation", action="store_true", help="skip notebook 05")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--publish", metavar="VARIANT", help="only copy the executed notebooks (04: this "
+                        "variant) into notebooks/, cleaned for committing")
     args = parser.parse_args(argv)
+    if args.publish:
+        for path in publish(config.results_dir(), args.publish):
+            print("published", path)
+        return 0
     for v in args.variants:
         config.get_variant(v)  # fail before hours of work on a typo
     results = config.results_dir()

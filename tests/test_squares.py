@@ -13,11 +13,12 @@ def batch(smoke_profile):
 def test_detector_batch_shapes(batch, smoke_profile):
     det, pairs = batch
     s = smoke_profile.image_size
-    assert det.images.shape == (10, s, s, 3) and det.images.dtype == np.float32
-    assert det.heatmaps.shape == (10, s // 4, s // 4, 1)
+    n = smoke_profile.batch_size
+    assert det.images.shape == (n, s, s, 3) and det.images.dtype == np.float32
+    assert det.heatmaps.shape == (n, s // 4, s // 4, 1)
     assert 0.0 <= det.images.min() and det.images.max() <= 1.0
     a, b = pairs.images()
-    assert a.shape == b.shape == (10, s, s, 3)
+    assert a.shape == b.shape == (n, smoke_profile.reid_size, smoke_profile.reid_size, 3)
 
 
 def test_square_always_inside_the_image():
