@@ -59,9 +59,12 @@ def write_summary(results: Path) -> tuple[Path, str]:
 
 
 def clean_for_commit(nb_path: Path, target: Path) -> Path:
-    """Copy an executed notebook for committing: drop stderr, progress bars and volatile metadata."""
+    """Copy an executed notebook for committing: drop papermill's parameters cell, stderr, progress
+    bars and volatile metadata."""
     import nbformat
     nb = nbformat.read(nb_path, as_version=4)
+    # The committed notebook keeps its own parameters cell; papermill's injected one would pin PROFILE.
+    nb.cells = [c for c in nb.cells if "injected-parameters" not in c.metadata.get("tags", [])]
     widget = "application/vnd.jupyter.widget-view+json"
     for cell in nb.cells:
         cell.metadata.pop("papermill", None)
