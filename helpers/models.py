@@ -6,6 +6,8 @@ from pathlib import Path
 import keras
 from keras import layers
 
+from helpers.data_shapes import detector_shape, reid_shape
+
 HEAD_WIDTHS = (256, 128, 64)  # deconvolution widths: the thesis does not give them; CenterNet's
 
 
@@ -111,7 +113,6 @@ def count_weights(model: keras.Model) -> int:
 
 def networks_for(profile, dataset: str, kernels, weights=None):
     """Filter, detector and ReID at a profile's sizes."""
-    from helpers.data_shapes import detector_shape, reid_shape
     filt = build_filter(kernels)
     det = build_detector(detector_shape(profile, dataset), profile.alpha, weights, profile.bn_momentum)
     reid = build_reid(reid_shape(profile, dataset), profile.alpha, weights, profile.bn_momentum)

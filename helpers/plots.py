@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -78,8 +77,3 @@ def ideal_point_plot(points: dict, baseline_ap: float, title: str, ax=None):
     ax.set_title(title)
     ax.legend(fontsize=7, loc="lower left")
     return ax
-
-
-def use_headless_backend() -> None:
-    """For scripts and the batch runner; notebooks keep their inline backend."""
-    matplotlib.use("Agg")

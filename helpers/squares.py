@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -148,13 +149,11 @@ class TrainingStream:
 
 
 def sets_path(data_dir, profile_name: str, seed: int):
-    from pathlib import Path
     return Path(data_dir) / "squares" / f"{profile_name}_seed{seed}.npz"
 
 
 def save_sets(path, sets: dict) -> None:
     """Write {split: (DetectorSet, PairSet)} to one .npz file (notebook 01 -> later notebooks)."""
-    from pathlib import Path
     arrays = {}
     for split, (det, pairs) in sets.items():
         for k, v in det.__dict__.items():
@@ -167,7 +166,6 @@ def save_sets(path, sets: dict) -> None:
 
 def load_sets(path) -> dict:
     """Read what save_sets wrote; a clear message if notebook 01 has not been run."""
-    from pathlib import Path
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist: run notebooks/01_synthetic_squares.ipynb "

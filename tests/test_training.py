@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from helpers import config, models, squares, training
+from helpers import models, squares, training
 
 
 def fresh_steps(profile, seed=0):
