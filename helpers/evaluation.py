@@ -35,9 +35,7 @@ def predict_same(nets, pairs, batch_size: int, transform=None) -> np.ndarray:
 def evaluate(nets, det_set, pairs, batch_size: int, radius: float, baseline_ap: float | None = None,
              keep_predictions: bool = False) -> dict:
     """AP (thesis and ranked), ROC AUC and, given the unfiltered AP, the filter distance."""
-    transform = None
-    if nets.filter is not None:
-        transform = lambda x: nets.filter(x, training=False)  # noqa: E731
+    transform = None if nets.filter is None else (lambda x: nets.filter(x, training=False))
     heat = predict_heatmaps(nets, det_set.images, batch_size, transform)
     same = predict_same(nets, pairs, batch_size, transform)
     pred_batches = [heat[s:e] for s, e in _batches(len(heat), batch_size)]

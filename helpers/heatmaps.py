@@ -33,7 +33,7 @@ def _maxpool3(h: np.ndarray) -> np.ndarray:
 
 def peaks(heatmaps: np.ndarray, threshold: float = 0.5) -> np.ndarray:
     """Boolean map of local maxima (equal to their 3x3 max-pool) that reach the threshold."""
-    h = _squeeze_channel(heatmaps)
+    h = as_maps(heatmaps)
     return (h == _maxpool3(h)) & (h >= threshold)
 
 
@@ -43,7 +43,8 @@ def peak_masks(heatmaps: np.ndarray, threshold: float = 0.5) -> np.ndarray:
     return _maxpool3(p) > 0
 
 
-def _squeeze_channel(h: np.ndarray) -> np.ndarray:
+def as_maps(h: np.ndarray) -> np.ndarray:
+    """Heatmaps as (N, H, W), accepting (N, H, W, 1)."""
     h = np.asarray(h, dtype=np.float32)
     if h.ndim == 4:
         if h.shape[-1] != 1:

@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 
-from helpers.heatmaps import _squeeze_channel, peak_masks, peaks
+from helpers.heatmaps import as_maps, peak_masks, peaks
 
 
 def _near(mask_from: np.ndarray, mask_to: np.ndarray, radius: float) -> np.ndarray:
@@ -82,7 +82,7 @@ def ranked_ap(pred_heatmaps, true_centres, radius: float = 4.0, min_score: float
     true_centres: per image, the objects' (x, y) in heatmap pixels, as an (N, 2) array (one object
     per image) or a list of (K_i, 2) arrays.
     """
-    pred = _squeeze_channel(pred_heatmaps)
+    pred = as_maps(pred_heatmaps)
     pred_peaks = peaks(pred, min_score)
     if isinstance(true_centres, np.ndarray) and true_centres.ndim == 2:
         true_centres = true_centres[:, None, :]

@@ -101,8 +101,10 @@ def fixed_pairs(rng: np.random.Generator, n_identities: int, images_per_identity
     colours = rng.random((n_identities, 3), dtype=np.float32)
     same = []
     for ident in range(n_identities):
+        # Which two of the identity's images form each pair. Images of one identity are the same
+        # solid colour, so only the count matters here; the draw keeps the sets' random stream.
         chosen = rng.choice(len(combos), size=per_id, replace=False)
-        same += [(ident, ident) for _ in chosen]
+        same += [(ident, ident)] * len(chosen)
     diff = []
     while len(diff) < n_pairs - len(same):
         a, b = rng.integers(0, n_identities, size=2)

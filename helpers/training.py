@@ -92,9 +92,9 @@ class Steps:
         self.opt_filter.apply_gradients(zip(grads, filt.trainable_variables))
         return loss, utility, privacy
 
-    def checkpoint(self, **extra) -> tf.train.Checkpoint:
+    def checkpoint(self) -> tf.train.Checkpoint:
         parts = dict(detector=self.nets.detector, reid=self.nets.reid,
-                     opt_detector=self.opt_detector, opt_reid=self.opt_reid, **extra)
+                     opt_detector=self.opt_detector, opt_reid=self.opt_reid)
         if self.nets.filter is not None:
             parts.update(filter=self.nets.filter, opt_filter=self.opt_filter)
         return tf.train.Checkpoint(**parts)
