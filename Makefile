@@ -1,12 +1,14 @@
-# Two entry points: `make run` (the squares story, cpu profile) and `make test` (the whole suite).
+# Two entry points: `make run` (squares and the TVPR stand-in, cpu profile) and `make test` (the whole suite).
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 PROFILE ?= cpu
-VARIANTS ?= S1 S2 S2c
+VARIANTS ?= S1 S2 S2c R1
+TVPR_VARIANTS := R1 R2 R3 R4 R5 R6
+TVPR_RAW ?=
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: run test venv clean
+.PHONY: run batch-tvpr test venv clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11 or run 'make PYTHON=python3 ...'"; exit 1; }
@@ -19,10 +21,14 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 venv: $(VENV)/.installed
 
 run: venv
-	$(PY) -m helpers.batch $(VARIANTS) --profile $(PROFILE)
+	$(PY) -m helpers.batch $(VARIANTS) --profile $(PROFILE) $(if $(TVPR_RAW),--tvpr-raw $(TVPR_RAW))
+
+# All six TVPR variants of Table 4.2 (on the offline stand-in unless TVPR_RAW=/path/to/TVPR).
+batch-tvpr: venv
+	$(PY) -m helpers.batch $(TVPR_VARIANTS) --profile $(PROFILE) $(if $(TVPR_RAW),--tvpr-raw $(TVPR_RAW))
 
 test: venv
 	$(PY) -m pytest --nbval-lax -q
 
 clean:
-	rm -rf $(VENV) results data/squares
+	rm -rf $(VENV) results data/squares data/tvpr data/topview_raw

@@ -1,6 +1,7 @@
 """Run the notebooks with papermill and gather every run's metrics.json into one table.
 
-    python -m helpers.batch S1 S2 S2c              # 01 and 03 if needed, 04 per variant, then 05
+    python -m helpers.batch S1 S2 S2c R1            # data and baselines if needed, 04 per variant, 05, 07
+    python -m helpers.batch R1 R2 R3 R4 R5 R6 --tvpr-raw ~/TVPR   # TVPR itself instead of the stand-in
     python -m helpers.batch S2 --profile smoke --seed 1
 """
 from __future__ import annotations
@@ -84,8 +85,9 @@ def clean_for_commit(nb_path: Path, target: Path) -> Path:
 
 def publish(results: Path, variant: str = "S2") -> list[Path]:
     """Put the outputs of a finished `make run` into notebooks/ so readers see results without running."""
-    sources = {"01_synthetic_squares": results / "notebooks", "03_networks": results / "notebooks",
-               "04_adversarial_training": results / variant, "05_evaluation": results / "notebooks"}
+    sources = {"01_synthetic_squares": results / "notebooks", "02_prepare_tvpr": results / "notebooks",
+               "03_networks": results / "notebooks", "04_adversarial_training": results / variant,
+               "05_evaluation": results / "notebooks", "07_anonymise_and_export": results / "notebooks"}
     done = []
     for name, folder in sources.items():
         executed = folder / f"{name}.ipynb"
@@ -94,13 +96,36 @@ def publish(results: Path, variant: str = "S2") -> list[Path]:
     return done
 
 
+def prepare_dataset(dataset: str, args, common: dict, executed: Path, progress: bool) -> None:
+    """The data (notebook 01 or 02) and the networks without a filter (03) of one data set, if missing."""
+    if dataset == "squares":
+        from helpers.squares import sets_path
+        if args.redo_setup or not sets_path(config.data_dir(), args.profile, args.seed).exists():
+            run_notebook("01_synthetic_squares", executed / "01_synthetic_squares.ipynb", common, progress)
+    else:
+        from helpers.datasets import tvpr_dir
+        manifest = tvpr_dir() / "manifest.json"
+        source = json.loads(manifest.read_text())["source"]["raw_root"] if manifest.exists() else None
+        wanted = str(Path(args.tvpr_raw).expanduser().resolve()) if args.tvpr_raw else None
+        if args.redo_setup or source is None or (wanted is not None and Path(source) != Path(wanted)) \
+                or (wanted is None and f"{args.profile}_seed{args.seed}" not in source):
+            run_notebook("02_prepare_tvpr", executed / "02_prepare_tvpr.ipynb", {**common, "TVPR_RAW": wanted},
+                         progress)
+    baseline = config.results_dir() / config.baseline_name(dataset) / "metrics.json"
+    if args.redo_setup or not baseline.exists() or json.loads(baseline.read_text()).get("profile") != args.profile:
+        name = "03_networks.ipynb" if dataset == "squares" else f"03_networks_{dataset}.ipynb"
+        run_notebook("03_networks", executed / name, {**common, "DATASET": dataset}, progress)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("variants", nargs="*", default=["S1", "S2", "S2c"], help="variants for notebook 04")
+    parser.add_argument("variants", nargs="*", default=["S1", "S2", "S2c", "R1"], help="variants for notebook 04")
     parser.add_argument("--profile", default=config.default_profile(), choices=sorted(config.PROFILES))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--redo-setup", action="store_true", help="rerun 01 and 03 even if their outputs exist")
-    parser.add_argument("--no-evaluation", action="store_true", help="skip notebook 05")
+    parser.add_argument("--tvpr-raw", metavar="FOLDER", help="TVPR frames/videos + annotations.csv for "
+                        "notebook 02 (default: the offline stand-in)")
+    parser.add_argument("--no-evaluation", action="store_true", help="skip notebooks 05 and 07")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--publish", metavar="VARIANT", help="only copy the executed notebooks (04: this "
                         "variant) into notebooks/, cleaned for committing")
@@ -115,18 +140,15 @@ def main(argv=None) -> int:
     executed = results / "notebooks"
     common = {"PROFILE": args.profile, "SEED": args.seed}
     progress = not args.quiet
-    from helpers.squares import sets_path
-    if args.redo_setup or not sets_path(config.data_dir(), args.profile, args.seed).exists():
-        run_notebook("01_synthetic_squares", executed / "01_synthetic_squares.ipynb", common, progress)
-    none = results / "none" / "metrics.json"
-    if args.redo_setup or not none.exists() or json.loads(none.read_text()).get("profile") != args.profile:
-        run_notebook("03_networks", executed / "03_networks.ipynb", common, progress)
+    for dataset in [d for d in config.DATASETS if any(config.get_variant(v).dataset == d for v in args.variants)]:
+        prepare_dataset(dataset, args, common, executed, progress)
     for v in args.variants:
         run_notebook("04_adversarial_training", results / v / "04_adversarial_training.ipynb",
                      {**common, "VARIANT": v}, progress)
     if not args.no_evaluation:
-        run_notebook("05_evaluation", executed / "05_evaluation.ipynb", {**common, "VARIANTS": list(args.variants)},
-                     progress)
+        # 05 reports every finished run of this profile and seed, from this call or earlier ones
+        run_notebook("05_evaluation", executed / "05_evaluation.ipynb", common, progress)
+        run_notebook("07_anonymise_and_export", executed / "07_anonymise_and_export.ipynb", common, progress)
     path, md = write_summary(results)
     print(f"\n{path}:\n{md}")
     return 0

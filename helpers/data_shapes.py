@@ -4,10 +4,12 @@
 def detector_shape(profile, dataset: str) -> tuple:
     if dataset == "squares":
         return (profile.image_size, profile.image_size, 3)
+    if dataset == "tvpr":
+        return (*profile.detector_size, 3)
     raise ValueError(f"Unknown data set {dataset!r}.")
 
 
 def reid_shape(profile, dataset: str) -> tuple:
-    if dataset == "squares":
+    if dataset in ("squares", "tvpr"):
         return (profile.reid_size, profile.reid_size, 3)
     raise ValueError(f"Unknown data set {dataset!r}.")

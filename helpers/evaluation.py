@@ -43,7 +43,7 @@ def evaluate(nets, det_set, pairs, batch_size: int, radius: float, baseline_ap: 
     thesis = metrics.thesis_ap(pred_batches, true_batches, radius)
     result = {
         "detector_ap": thesis["ap"],
-        "ranked_ap": metrics.ranked_ap(heat, to_heatmap_coords(det_set.centres), radius)["ap"],
+        "ranked_ap": metrics.ranked_ap(heat, [to_heatmap_coords(c) for c in det_set.centres], radius)["ap"],
         "precision": float(np.mean(thesis["precisions"])),
         "recall": float(np.mean(thesis["recalls"])),
         "reid_auc": metrics.roc_auc(pairs.labels, same),

@@ -1,0 +1,132 @@
+"""One interface to the data the notebooks train and evaluate on: squares (notebook 01) and TVPR (02).
+
+Both give detector sets (images in [0, 1], centres, heatmap targets) and pair sets with `.images(start,
+stop)` and `.labels`, at the sizes of a profile (`config.get_profile(name, dataset)`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from helpers import config, squares, tvpr
+from helpers.heatmaps import gaussian_heatmaps, to_heatmap_coords
+
+
+def tvpr_dir(data_dir=None) -> Path:
+    """data/tvpr/: the arrays notebook 02 prepared (from TVPR or the offline stand-in)."""
+    return Path(data_dir if data_dir is not None else config.data_dir()) / "tvpr"
+
+
+@dataclass
+class CropPairs:
+    """ReID pairs that index into one array of crops, as squares.PairSet does with colours."""
+    crops: np.ndarray   # (M, S, S, 3) float32 in [0, 1]
+    index_a: np.ndarray
+    index_b: np.ndarray
+    labels: np.ndarray  # (P,) float32, 1 same person, 0 different
+
+    def images(self, start: int = 0, stop: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        sl = slice(start, stop)
+        return self.crops[self.index_a[sl]], self.crops[self.index_b[sl]]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def resize_images(images: np.ndarray, height: int, width: int) -> np.ndarray:
+    """uint8 or float images to float32 in [0, 1] at height x width (area averaging when shrinking)."""
+    images = np.asarray(images)
+    scale = 255.0 if images.dtype == np.uint8 else 1.0
+    if images.shape[1:3] != (height, width):
+        interp = cv2.INTER_AREA if height < images.shape[1] else cv2.INTER_LINEAR
+        images = np.stack([cv2.resize(img, (width, height), interpolation=interp) for img in images])
+    return images.astype(np.float32) / scale
+
+
+def tvpr_detector_set(det: tvpr.DetectorImages, profile) -> squares.DetectorSet:
+    """TVPR detector images at the profile's size; centres is a list of (k, 2) arrays (k people)."""
+    h, w = profile.detector_size
+    sy, sx = h / det.images.shape[1], w / det.images.shape[2]
+    images = resize_images(det.images, h, w)
+    centres = [det.centres[i, :det.counts[i]] * np.array([sx, sy], np.float32) for i in range(len(det))]
+    heatmaps = np.zeros((len(det), h // 4, w // 4, 1), np.float32)
+    for i, c in enumerate(centres):
+        if len(c):
+            heatmaps[i] = gaussian_heatmaps(to_heatmap_coords(c), h // 4, w // 4, profile.heatmap_sigma).max(axis=0)
+    identity = np.array([det.identity[i, 0] for i in range(len(det))])
+    return squares.DetectorSet(images, centres, identity, heatmaps)
+
+
+def tvpr_pairs(crops: tvpr.ReidCrops, pairs: tvpr.Pairs, profile) -> CropPairs:
+    size = profile.reid_size
+    return CropPairs(resize_images(crops.images, size, size), pairs.index_a, pairs.index_b,
+                     pairs.label.astype(np.float32))
+
+
+def eval_sets(profile, seed: int = 0, data_dir=None) -> dict:
+    """{"val": (detector set, pairs), "test": (...)} of profile.dataset, read from data/."""
+    data_dir = data_dir if data_dir is not None else config.data_dir()
+    if profile.dataset == "squares":
+        sets = squares.load_sets(squares.sets_path(data_dir, profile.name, seed))
+        return {s: sets[s] for s in ("val", "test")}
+    prepared = tvpr.load_prepared(tvpr_dir(data_dir))
+    return {s: (tvpr_detector_set(prepared.detector[s], profile),
+                tvpr_pairs(prepared.reid[s], prepared.pairs[s], profile)) for s in ("val", "test")}
+
+
+def _flip(images, axis_y: np.ndarray, axis_x: np.ndarray):
+    out = images.copy()
+    out[axis_y] = out[axis_y, ::-1]
+    out[axis_x] = out[axis_x, :, ::-1]
+    return out
+
+
+class TvprStream:
+    """Training batches drawn from the prepared TVPR training split, reproducible from (seed, step).
+
+    Each batch: batch_size detector images and batch_size pairs, drawn without replacement. Seen from
+    straight above a person has no "up", so detector images are flipped vertically and/or horizontally
+    at random, and each square ReID crop is turned to one of its 8 orientations (the thesis does not say
+    it augmented; with 420 training images, we do)."""
+
+    def __init__(self, profile, seed: int = 0, data_dir=None):
+        prepared = tvpr.load_prepared(tvpr_dir(data_dir if data_dir is not None else config.data_dir()))
+        self.profile, self.seed = profile, seed
+        self.det = tvpr_detector_set(prepared.detector["train"], profile)
+        self.pairs = tvpr_pairs(prepared.reid["train"], prepared.pairs["train"], profile)
+
+    def batch(self, step: int) -> tuple[squares.DetectorSet, CropPairs]:
+        n = self.profile.batch_size
+        rng = np.random.default_rng([self.seed, squares.SPLIT_SEEDS["train"], step])
+        pick = rng.choice(len(self.det.images), size=min(n, len(self.det.images)), replace=False)
+        fy, fx = rng.random(len(pick)) < 0.5, rng.random(len(pick)) < 0.5
+        h, w = self.det.images.shape[1:3]
+        centres = []
+        for i, j in enumerate(pick):
+            c = self.det.centres[j].copy()
+            c[:, 1] = np.where(fy[i], h - c[:, 1], c[:, 1])
+            c[:, 0] = np.where(fx[i], w - c[:, 0], c[:, 0])
+            centres.append(c)
+        det = squares.DetectorSet(_flip(self.det.images[pick], fy, fx), centres, self.det.identity[pick],
+                                  _flip(self.det.heatmaps[pick], fy, fx))
+        chosen = rng.choice(len(self.pairs), size=min(n, len(self.pairs)), replace=False)
+        a, b = self.pairs.crops[self.pairs.index_a[chosen]], self.pairs.crops[self.pairs.index_b[chosen]]
+        crops = np.concatenate([_turn(a, rng), _turn(b, rng)])
+        k = len(chosen)
+        return det, CropPairs(crops, np.arange(k), np.arange(k, 2 * k), self.pairs.labels[chosen])
+
+
+def _turn(crops: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Square crops seen from above, each in one of its 8 orientations (quarter turns and a mirror)."""
+    crops = _flip(crops, rng.random(len(crops)) < 0.5, np.zeros(len(crops), bool))
+    return np.stack([np.rot90(c, k) for c, k in zip(crops, rng.integers(0, 4, len(crops)))])
+
+
+def training_stream(profile, seed: int = 0, data_dir=None):
+    """Fresh squares every batch, or batches drawn from the prepared TVPR training split."""
+    if profile.dataset == "squares":
+        return squares.TrainingStream(profile, seed)
+    return TvprStream(profile, seed, data_dir)
