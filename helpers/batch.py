@@ -59,9 +59,26 @@ def write_summary(results: Path) -> tuple[Path, str]:
     return results / "summary.csv", md
 
 
+def shrink_png(data: str, max_width: int = 800, colours: int = 64, keep_below: int = 40_000) -> str:
+    """A base64 PNG made small enough to commit: at most max_width pixels wide, a palette of `colours`.
+    Photo-like figures (the TVPR frames) are otherwise several hundred KB each."""
+    import base64
+    import io
+    from PIL import Image
+    raw = base64.b64decode(data)
+    if len(raw) <= keep_below:
+        return data
+    img = Image.open(io.BytesIO(raw)).convert("RGB")
+    if img.width > max_width:
+        img = img.resize((max_width, round(img.height * max_width / img.width)), Image.LANCZOS)
+    out = io.BytesIO()
+    img.quantize(colours, dither=Image.Dither.NONE).save(out, format="PNG", optimize=True)
+    return base64.b64encode(out.getvalue()).decode() if out.tell() < len(raw) else data
+
+
 def clean_for_commit(nb_path: Path, target: Path) -> Path:
     """Copy an executed notebook for committing: drop papermill's parameters cell, stderr, progress
-    bars and volatile metadata."""
+    bars and volatile metadata; shrink large figures."""
     import nbformat
     nb = nbformat.read(nb_path, as_version=4)
     # The committed notebook keeps its own parameters cell; papermill's injected one would pin PROFILE.
@@ -77,6 +94,8 @@ def clean_for_commit(nb_path: Path, target: Path) -> Path:
                         and widget not in o.get("data", {})]
         for o in cell.outputs:
             o.get("metadata", {}).pop("papermill", None)
+            if "image/png" in o.get("data", {}):
+                o["data"]["image/png"] = shrink_png(o["data"]["image/png"])
     nb.metadata.pop("papermill", None)
     nb.metadata.pop("widgets", None)
     nbformat.write(nb, target)
