@@ -30,3 +30,24 @@ def test_summary_collects_every_run(tmp_path):
 def test_unknown_variant_fails_before_any_work(capsys):
     with pytest.raises(KeyError, match="S9"):
         batch.main(["S9", "--profile", "smoke"])
+
+
+def test_publishing_shrinks_large_figures_only():
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    def png(array):
+        out = io.BytesIO()
+        Image.fromarray(array).save(out, format="PNG")
+        return base64.b64encode(out.getvalue()).decode()
+
+    rng = np.random.default_rng(0)
+    photo = png(rng.integers(0, 256, (600, 1600, 3), dtype=np.uint8))
+    small = png(np.zeros((50, 80, 3), np.uint8))
+    shrunk = batch.shrink_png(photo)
+    assert len(shrunk) < len(photo)
+    assert Image.open(io.BytesIO(base64.b64decode(shrunk))).size == (800, 300)
+    assert batch.shrink_png(small) == small
