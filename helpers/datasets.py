@@ -8,7 +8,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from helpers import config, squares, tvpr
@@ -41,8 +40,7 @@ def resize_images(images: np.ndarray, height: int, width: int) -> np.ndarray:
     images = np.asarray(images)
     scale = 255.0 if images.dtype == np.uint8 else 1.0
     if images.shape[1:3] != (height, width):
-        interp = cv2.INTER_AREA if height < images.shape[1] else cv2.INTER_LINEAR
-        images = np.stack([cv2.resize(img, (width, height), interpolation=interp) for img in images])
+        images = np.stack([tvpr.resize(img, height, width) for img in images])
     return images.astype(np.float32) / scale
 
 

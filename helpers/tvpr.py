@@ -677,7 +677,8 @@ def make_pairs(identity, n_pairs: int, rng: np.random.Generator):
     return pairs[order, 0], pairs[order, 1], label[order]
 
 
-def _resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
+def resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """One image at height x width: area averaging when shrinking, bilinear when enlarging."""
     # INTER_AREA averages when shrinking (no aliasing); it degrades to nearest when enlarging.
     shrink = height <= image.shape[0] and width <= image.shape[1]
     return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
@@ -761,9 +762,9 @@ def prepare(raw_root, out_dir, seed: int = 0, stills: int = 6, split=(0.70, 0.15
                     reader.close()
                 reader = open_source(raw_root, video)
             image = reader.frame(frame)
-            det_images[(video, frame)] = _resize(image, det_h, det_w)
+            det_images[(video, frame)] = resize(image, det_h, det_w)
             for b in crops_wanted[(video, frame)]:
-                crops[b.key] = _resize(image[b.y:b.y + b.size, b.x:b.x + b.size], size, size)
+                crops[b.key] = resize(image[b.y:b.y + b.size, b.x:b.x + b.size], size, size)
     finally:
         if reader is not None:
             reader.close()
