@@ -5,13 +5,12 @@ stop)` and `.labels`, at the sizes of a profile (`config.get_profile(name, datas
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from helpers import config, squares, tvpr
-from helpers.heatmaps import gaussian_heatmaps, to_heatmap_coords
 
 
 def tvpr_dir(data_dir=None) -> Path:
@@ -48,12 +47,11 @@ def tvpr_detector_set(det: tvpr.DetectorImages, profile) -> squares.DetectorSet:
     """TVPR detector images at the profile's size; centres is a list of (k, 2) arrays (k people)."""
     h, w = profile.detector_size
     sy, sx = h / det.images.shape[1], w / det.images.shape[2]
-    images = resize_images(det.images, h, w)
-    centres = [det.centres[i, :det.counts[i]] * np.array([sx, sy], np.float32) for i in range(len(det))]
-    heatmaps = np.zeros((len(det), h // 4, w // 4, 1), np.float32)
-    for i, c in enumerate(centres):
-        if len(c):
-            heatmaps[i] = gaussian_heatmaps(to_heatmap_coords(c), h // 4, w // 4, profile.heatmap_sigma).max(axis=0)
+    scaled = replace(det, images=resize_images(det.images, h, w),
+                     centres=det.centres * np.array([sx, sy], np.float32))  # NaN padding stays NaN
+    centres = [scaled.centres[i, :det.counts[i]] for i in range(len(det))]
+    heatmaps = tvpr.heatmap_targets(scaled, profile.heatmap_sigma)
+    images = scaled.images
     identity = np.array([det.identity[i, 0] for i in range(len(det))])
     return squares.DetectorSet(images, centres, identity, heatmaps)
 
