@@ -1,8 +1,11 @@
 """Run the notebooks with papermill and gather every run's metrics.json into one table.
 
-    python -m helpers.batch S1 S2 S2c R1            # data and baselines if needed, 04 per variant, 05, 07
+    python -m helpers.batch S1 S2 S2c R1            # data and baselines if needed, 04 per variant, 05-07
+    python -m helpers.batch S1 S2 S2c --seeds 0 1 2  # three training runs per variant, attacked in 06
     python -m helpers.batch R1 R2 R3 R4 R5 R6 --tvpr-raw ~/TVPR   # TVPR itself instead of the stand-in
-    python -m helpers.batch S2 --profile smoke --seed 1
+
+Runs of notebook 04 that already finished (same profile, seed and data seed) are kept, so calling it
+again for finished variants only runs what is missing: the attack (06) and the reports.
 """
 from __future__ import annotations
 
@@ -106,7 +109,8 @@ def publish(results: Path, variant: str = "S2") -> list[Path]:
     """Put the outputs of a finished `make run` into notebooks/ so readers see results without running."""
     sources = {"01_synthetic_squares": results / "notebooks", "02_prepare_tvpr": results / "notebooks",
                "03_networks": results / "notebooks", "04_adversarial_training": results / variant,
-               "05_evaluation": results / "notebooks", "07_anonymise_and_export": results / "notebooks"}
+               "05_evaluation": results / "notebooks", "06_attack_the_filter": results / "notebooks",
+               "07_anonymise_and_export": results / "notebooks"}
     done = []
     for name, folder in sources.items():
         executed = folder / f"{name}.ipynb"
@@ -115,11 +119,20 @@ def publish(results: Path, variant: str = "S2") -> list[Path]:
     return done
 
 
+def finished_run(variant: str, seed: int, profile: str, data_seed: int) -> bool:
+    """True if notebook 04 already finished this run (a metrics.json with the same settings)."""
+    path = config.run_dir(variant, seed) / "metrics.json"
+    if not path.exists():
+        return False
+    m = json.loads(path.read_text())
+    return (m.get("profile"), m.get("seed"), m.get("data_seed", m.get("seed"))) == (profile, seed, data_seed)
+
+
 def prepare_dataset(dataset: str, args, common: dict, executed: Path, progress: bool) -> None:
     """The data (notebook 01 or 02) and the networks without a filter (03) of one data set, if missing."""
     if dataset == "squares":
         from helpers.squares import sets_path
-        if args.redo_setup or not sets_path(config.data_dir(), args.profile, args.seed).exists():
+        if args.redo_setup or not sets_path(config.data_dir(), args.profile, args.data_seed).exists():
             run_notebook("01_synthetic_squares", executed / "01_synthetic_squares.ipynb", common, progress)
     else:
         from helpers.datasets import tvpr_dir
@@ -127,7 +140,7 @@ def prepare_dataset(dataset: str, args, common: dict, executed: Path, progress: 
         source = json.loads(manifest.read_text())["source"]["raw_root"] if manifest.exists() else None
         wanted = str(Path(args.tvpr_raw).expanduser().resolve()) if args.tvpr_raw else None
         if args.redo_setup or source is None or (wanted is not None and Path(source) != Path(wanted)) \
-                or (wanted is None and f"{args.profile}_seed{args.seed}" not in source):
+                or (wanted is None and f"{args.profile}_seed{args.data_seed}" not in source):
             run_notebook("02_prepare_tvpr", executed / "02_prepare_tvpr.ipynb", {**common, "TVPR_RAW": wanted},
                          progress)
     baseline = config.results_dir() / config.baseline_name(dataset) / "metrics.json"
@@ -140,11 +153,15 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("variants", nargs="*", default=["S1", "S2", "S2c", "R1"], help="variants for notebook 04")
     parser.add_argument("--profile", default=config.default_profile(), choices=sorted(config.PROFILES))
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], metavar="SEED",
+                        help="training seeds: one run of notebook 04 per variant and seed (default: 0)")
+    parser.add_argument("--data-seed", type=int, default=0, help="seed of the data sets and of notebook 03")
+    parser.add_argument("--retrain", action="store_true", help="rerun notebook 04 even for finished runs")
     parser.add_argument("--redo-setup", action="store_true", help="rerun 01 and 03 even if their outputs exist")
     parser.add_argument("--tvpr-raw", metavar="FOLDER", help="TVPR frames/videos + annotations.csv for "
                         "notebook 02 (default: the offline stand-in)")
     parser.add_argument("--no-evaluation", action="store_true", help="skip notebooks 05 and 07")
+    parser.add_argument("--no-attack", action="store_true", help="skip notebook 06 (fresh attackers)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--publish", metavar="VARIANT", help="only copy the executed notebooks (04: this "
                         "variant) into notebooks/, cleaned for committing")
@@ -157,16 +174,28 @@ def main(argv=None) -> int:
         config.get_variant(v)  # fail before hours of work on a typo
     results = config.results_dir()
     executed = results / "notebooks"
-    common = {"PROFILE": args.profile, "SEED": args.seed}
+    common = {"PROFILE": args.profile, "SEED": args.data_seed}
     progress = not args.quiet
-    for dataset in [d for d in config.DATASETS if any(config.get_variant(v).dataset == d for v in args.variants)]:
+    datasets = [d for d in config.DATASETS if any(config.get_variant(v).dataset == d for v in args.variants)]
+    for dataset in datasets:
         prepare_dataset(dataset, args, common, executed, progress)
-    for v in args.variants:
-        run_notebook("04_adversarial_training", results / v / "04_adversarial_training.ipynb",
-                     {**common, "VARIANT": v}, progress)
+    for seed in args.seeds:
+        for v in args.variants:
+            if not args.retrain and finished_run(v, seed, args.profile, args.data_seed):
+                print(f"kept the finished run {config.run_name(v, seed)} (--retrain to train it again)")
+                continue
+            run_notebook("04_adversarial_training",
+                         config.run_dir(v, seed) / "04_adversarial_training.ipynb",
+                         {"PROFILE": args.profile, "SEED": seed, "DATA_SEED": args.data_seed, "VARIANT": v},
+                         progress)
     if not args.no_evaluation:
-        # 05 reports every finished run of this profile and seed, from this call or earlier ones
+        # 05 reports every finished run of this profile and data seed, from this call or earlier ones
         run_notebook("05_evaluation", executed / "05_evaluation.ipynb", common, progress)
+    if not args.no_attack:
+        run_notebook("06_attack_the_filter", executed / "06_attack_the_filter.ipynb",
+                     {"PROFILE": args.profile, "DATA_SEED": args.data_seed, "SEEDS": args.seeds,
+                      "VARIANTS": args.variants, "DATASETS": datasets}, progress)
+    if not args.no_evaluation:
         run_notebook("07_anonymise_and_export", executed / "07_anonymise_and_export.ipynb", common, progress)
     path, md = write_summary(results)
     print(f"\n{path}:\n{md}")

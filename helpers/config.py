@@ -131,6 +131,39 @@ def baseline_name(dataset: str) -> str:
     return "none" if dataset == "squares" else f"none_{dataset}"
 
 
+def run_name(variant: str, seed: int = 0) -> str:
+    """The results/ folder of one training run: the variant's name for seed 0, <name>_seed<k> otherwise."""
+    return variant if int(seed) == 0 else f"{variant}_seed{int(seed)}"
+
+
+def run_dir(variant: str, seed: int = 0) -> Path:
+    return results_dir() / run_name(variant, seed)
+
+
+# Notebook 06 (fresh attackers). Attackers train from scratch on transformed data for `reid_steps`
+# batches and the fresh detector for `detector_steps`; both are validated every `eval_every` steps and
+# the best validation step is kept. cpu sizes were chosen so that an attacker on unfiltered data has
+# plainly converged (see the README), not to save the filter from a longer attack.
+ATTACK = {
+    "squares": {"paper": dict(reid_steps=2000, detector_steps=1000, eval_every=100),
+                "cpu": dict(reid_steps=300, detector_steps=200, eval_every=50),
+                "smoke": dict(reid_steps=4, detector_steps=2, eval_every=2)},
+    "tvpr": {"paper": dict(reid_steps=5200, detector_steps=2600, eval_every=260),
+             "cpu": dict(reid_steps=1000, detector_steps=300, eval_every=50),
+             "smoke": dict(reid_steps=4, detector_steps=2, eval_every=2)},
+}
+
+# Classic anonymisation baselines and their strengths, relative to the image so that one setting means
+# the same at every profile's size: blur sigma and pixel-cell size are fractions of the image width.
+BASELINES = {
+    "none": {},
+    "grey": {},                         # ITU-R BT.601 luma in all three channels
+    "blur": {"sigma": 1 / 40},          # Gaussian, sigma = width / 40 (4 px at 160 px)
+    "pixelate": {"cell": 1 / 16},       # 16 cells across the width, each its mean colour
+    "noise": {"std": 0.2},              # additive Gaussian noise, clipped to [0, 1]
+}
+
+
 def default_profile() -> str:
     """The profile notebooks use unless told otherwise (tests set ANON_PROFILE=smoke)."""
     return os.environ.get("ANON_PROFILE", "cpu")

@@ -51,3 +51,24 @@ def test_publishing_shrinks_large_figures_only():
     assert len(shrunk) < len(photo)
     assert Image.open(io.BytesIO(base64.b64decode(shrunk))).size == (800, 300)
     assert batch.shrink_png(small) == small
+
+
+def test_seeds_run_per_variant_keep_finished_runs_and_reach_the_attack(tmp_path, monkeypatch):
+    from helpers import config
+    monkeypatch.setenv("ANON_ROOT", str(tmp_path))
+    calls = []
+    monkeypatch.setattr(batch, "prepare_dataset", lambda *a, **k: None)
+    monkeypatch.setattr(batch, "run_notebook", lambda name, out, params, progress=True: calls.append((name, out, params)))
+    write_metrics(config.run_dir("S1", 1), variant="S1", profile="smoke", seed=1, data_seed=0)
+    write_metrics(config.run_dir("S2", 0), variant="S2", profile="cpu", seed=0)  # another profile: trained again
+    assert batch.main(["S1", "S2", "--seeds", "0", "1", "--profile", "smoke", "--quiet"]) == 0
+    trained = [(p["VARIANT"], p["SEED"], out.parent.name) for n, out, p in calls if n == "04_adversarial_training"]
+    assert trained == [("S1", 0, "S1"), ("S2", 0, "S2"), ("S2", 1, "S2_seed1")]
+    attack = [p for n, _, p in calls if n == "06_attack_the_filter"]
+    assert attack == [{"PROFILE": "smoke", "DATA_SEED": 0, "SEEDS": [0, 1], "VARIANTS": ["S1", "S2"],
+                       "DATASETS": ["squares"]}]
+    assert [n for n, _, _ in calls][-3:] == ["05_evaluation", "06_attack_the_filter", "07_anonymise_and_export"]
+    calls.clear()
+    assert batch.main(["S1", "--seeds", "1", "--profile", "smoke", "--quiet", "--retrain", "--no-attack",
+                       "--no-evaluation"]) == 0
+    assert [n for n, _, _ in calls] == ["04_adversarial_training"]
