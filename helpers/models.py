@@ -86,23 +86,35 @@ def build_detector(image_shape, alpha: float = 1.0, weights=None, bn_momentum: f
     return model
 
 
-def build_reid(image_shape, alpha: float = 1.0, weights=None, bn_momentum: float = 0.99,
-               name: str = "reid") -> keras.Model:
-    """Siamese MobileNetV1 (one backbone, shared weights), squared difference, Dense(1, sigmoid) (4.1.2)."""
+def mobilenet_embedding(image_shape, alpha: float = 1.0, weights=None, name: str = "embedding") -> keras.Model:
+    """MobileNetV1 without top, average-pooled: one feature vector per image in [0, 1]."""
     h, w = image_shape[:2]
     app_weights, path = _load_backbone_weights(weights)
     backbone = keras.applications.MobileNet(input_shape=(h, w, 3), alpha=alpha, include_top=False,
-                                            weights=app_weights, pooling="avg")
+                                            weights=app_weights, pooling="avg",
+                                            name=None if name == "embedding" else f"{name}_mobilenet")
     if path is not None:
         backbone.load_weights(path)
     embed_in = keras.Input((h, w, 3))
-    embed = keras.Model(embed_in, backbone(layers.Rescaling(2.0, offset=-1.0)(embed_in)), name="embedding")
+    return keras.Model(embed_in, backbone(layers.Rescaling(2.0, offset=-1.0)(embed_in)), name=name)
+
+
+def siamese(image_shape, embed_a: keras.Model, embed_b: keras.Model | None = None, name: str = "reid") -> keras.Model:
+    """Two images -> two feature vectors -> squared difference -> Dense(1, sigmoid) (thesis 4.1.2).
+    One embedding for both images (shared weights, the thesis's ReID) unless `embed_b` is given."""
+    h, w = image_shape[:2]
     a = keras.Input((h, w, 3), name="image_a")
     b = keras.Input((h, w, 3), name="image_b")
-    fa, fb = embed(a), embed(b)
+    fa, fb = embed_a(a), (embed_b or embed_a)(b)
     diff2 = SquaredDifference(name="squared_difference")([fa, fb])
     same = layers.Dense(1, activation="sigmoid", name="same_identity")(diff2)
-    model = keras.Model([a, b], same, name=name)
+    return keras.Model([a, b], same, name=name)
+
+
+def build_reid(image_shape, alpha: float = 1.0, weights=None, bn_momentum: float = 0.99,
+               name: str = "reid") -> keras.Model:
+    """Siamese MobileNetV1 (one backbone, shared weights), squared difference, Dense(1, sigmoid) (4.1.2)."""
+    model = siamese(image_shape, mobilenet_embedding(image_shape, alpha, weights), name=name)
     set_batchnorm_momentum(model, bn_momentum)
     return model
 

@@ -77,3 +77,36 @@ def ideal_point_plot(points: dict, baseline_ap: float, title: str, ax=None):
     ax.set_title(title)
     ax.legend(fontsize=7, loc="lower left")
     return ax
+
+
+def pareto_front(points: dict) -> list:
+    """Names of the points no other point beats on both axes: closer to AUC 0.5 and higher AP."""
+    def beats(p, q):
+        dp, dq = abs(p["auc"] - 0.5), abs(q["auc"] - 0.5)
+        return dp <= dq and p["ap"] >= q["ap"] and (dp < dq or p["ap"] > q["ap"])
+    return [n for n, q in points.items() if not any(beats(p, q) for m, p in points.items() if m != n)]
+
+
+def pareto_plot(points: dict, ideal: tuple, title: str, ax=None):
+    """Privacy against utility: per transform {auc, auc_std, ap, ap_std, kind} (mean and spread over
+    seeds), the ideal point and the Pareto front."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 4.3))
+    style = {"baseline": dict(marker="s", color="tab:grey"), "filter": dict(marker="o", color="tab:blue")}
+    for name, p in points.items():
+        ax.errorbar(p["auc"], p["ap"], xerr=p.get("auc_std", 0), yerr=p.get("ap_std", 0), ms=7, capsize=2,
+                    lw=1, ls="none", **style[p["kind"]])
+        ax.annotate(name, (p["auc"], p["ap"]), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    front = sorted(pareto_front(points), key=lambda n: abs(points[n]["auc"] - 0.5))
+    ax.plot([points[n]["auc"] for n in front], [points[n]["ap"] for n in front], ":", color="tab:orange",
+            label="Pareto front")
+    ax.scatter([ideal[0]], [ideal[1]], marker="*", s=160, color="k", label="ideal", zorder=3)
+    for kind, s in style.items():
+        ax.scatter([], [], label=kind, **s)
+    ax.set_xlim(0.3, 1.02)
+    ax.set_ylim(-0.02, 1.05)
+    ax.set_xlabel("fresh attacker AUC (strongest attacker)")
+    ax.set_ylabel("fresh detector AP")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7, loc="lower left")
+    return ax
