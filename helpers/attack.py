@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 import keras
-from keras import layers
 
 from helpers import config, evaluation, metrics, models
 
@@ -117,18 +116,6 @@ def constant(value: float = 0.5) -> Transform:
 
 # --- attacker networks ---------------------------------------------------------------------------
 
-def plain_cnn_embedding(image_shape, widths=(16, 32, 64, 64), name: str = "cnn_embedding") -> keras.Model:
-    """A small plain CNN: 3x3 stride-2 convolutions with BatchNorm and ReLU, then global average pooling."""
-    h, w = image_shape[:2]
-    inputs = keras.Input((h, w, 3))
-    x = layers.Rescaling(2.0, offset=-1.0)(inputs)
-    for i, width in enumerate(widths):
-        x = layers.Conv2D(width, 3, strides=2, padding="same", use_bias=False, name=f"conv{i + 1}")(x)
-        x = layers.BatchNormalization(name=f"bn{i + 1}")(x)
-        x = layers.ReLU()(x)
-    return keras.Model(inputs, layers.GlobalAveragePooling2D()(x), name=name)
-
-
 def build_attacker(kind: str, image_shape, alpha: float, shared: bool = True, bn_momentum: float = 0.9) -> keras.Model:
     """A ReID trained from scratch. Shared weights when both images come from the same domain; two
     towers when one image is transformed and the other is not."""
@@ -137,7 +124,7 @@ def build_attacker(kind: str, image_shape, alpha: float, shared: bool = True, bn
     if kind == "mobilenet":
         embed = lambda n: models.mobilenet_embedding(image_shape, alpha, None, name=n)  # noqa: E731
     else:
-        embed = lambda n: plain_cnn_embedding(image_shape, name=n)  # noqa: E731
+        embed = lambda n: models.plain_cnn_embedding(image_shape, name=n)  # noqa: E731
     a = embed("embedding" if shared else "embedding_a")
     b = None if shared else embed("embedding_b")
     model = models.siamese(image_shape, a, b, name=f"{kind}_attacker")

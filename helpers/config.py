@@ -16,6 +16,7 @@ class Variant:
     filter_lr: float
     reid_steps: int         # ReID updates per detector update
     privacy: str = "thesis"  # "thesis": -BCE/lambda (Eq. 4) | "confusion": BCE(target 0.5)/lambda
+    reid: str = "mobilenet"  # the co-trained ReID: the thesis's Siamese MobileNetV1 | "cnn" (models.build_cnn_reid)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -27,6 +28,8 @@ VARIANTS = {
         Variant("S1", "squares", (5, 7, 7, 5, 3), 5e-4, 1),
         Variant("S2", "squares", (5, 7, 7, 5, 3), 5e-4, 2),
         Variant("S2c", "squares", (5, 7, 7, 5, 3), 5e-4, 2, privacy="confusion"),
+        # Not in the thesis: S2c against a small plain CNN ReID, the attacker notebook 06 found strongest.
+        Variant("S3", "squares", (5, 7, 7, 5, 3), 5e-4, 2, privacy="confusion", reid="cnn"),
         Variant("R1", "tvpr", (5, 7, 7, 5, 3), 5e-4, 1),
         Variant("R2", "tvpr", (3, 3, 3, 3, 3), 5e-4, 1),
         Variant("R3", "tvpr", (3, 5, 5, 3, 3), 5e-4, 1),
@@ -149,7 +152,7 @@ ATTACK = {
                 "cpu": dict(reid_steps=300, detector_steps=200, eval_every=50),
                 "smoke": dict(reid_steps=4, detector_steps=2, eval_every=2)},
     "tvpr": {"paper": dict(reid_steps=5200, detector_steps=2600, eval_every=260),
-             "cpu": dict(reid_steps=1000, detector_steps=300, eval_every=50),
+             "cpu": dict(reid_steps=800, detector_steps=200, eval_every=100),
              "smoke": dict(reid_steps=4, detector_steps=2, eval_every=2)},
 }
 

@@ -99,6 +99,18 @@ def mobilenet_embedding(image_shape, alpha: float = 1.0, weights=None, name: str
     return keras.Model(embed_in, backbone(layers.Rescaling(2.0, offset=-1.0)(embed_in)), name=name)
 
 
+def plain_cnn_embedding(image_shape, widths=(16, 32, 64, 64), name: str = "cnn_embedding") -> keras.Model:
+    """A small plain CNN: 3x3 stride-2 convolutions with BatchNorm and ReLU, then global average pooling."""
+    h, w = image_shape[:2]
+    inputs = keras.Input((h, w, 3))
+    x = layers.Rescaling(2.0, offset=-1.0)(inputs)
+    for i, width in enumerate(widths):
+        x = layers.Conv2D(width, 3, strides=2, padding="same", use_bias=False, name=f"conv{i + 1}")(x)
+        x = layers.BatchNormalization(name=f"bn{i + 1}")(x)
+        x = layers.ReLU()(x)
+    return keras.Model(inputs, layers.GlobalAveragePooling2D()(x), name=name)
+
+
 def siamese(image_shape, embed_a: keras.Model, embed_b: keras.Model | None = None, name: str = "reid") -> keras.Model:
     """Two images -> two feature vectors -> squared difference -> Dense(1, sigmoid) (thesis 4.1.2).
     One embedding for both images (shared weights, the thesis's ReID) unless `embed_b` is given."""
@@ -119,15 +131,28 @@ def build_reid(image_shape, alpha: float = 1.0, weights=None, bn_momentum: float
     return model
 
 
+def build_cnn_reid(image_shape, bn_momentum: float = 0.99, name: str = "reid") -> keras.Model:
+    """The same Siamese head on a small plain CNN instead of MobileNetV1 (not in the thesis; notebook 06
+    found it a stronger attacker on squares than the MobileNet at cpu sizes)."""
+    model = siamese(image_shape, plain_cnn_embedding(image_shape), name=name)
+    set_batchnorm_momentum(model, bn_momentum)
+    return model
+
+
 def count_weights(model: keras.Model) -> int:
     return int(sum(keras.ops.size(v) for v in model.trainable_weights))
 
 
-def networks_for(profile, dataset: str, kernels, weights=None):
-    """Filter, detector and ReID at a profile's sizes."""
+def networks_for(profile, dataset: str, kernels, weights=None, reid: str = "mobilenet"):
+    """Filter, detector and ReID at a profile's sizes; `reid` picks the ReID's backbone."""
     filt = build_filter(kernels)
     det = build_detector(detector_shape(profile, dataset), profile.alpha, weights, profile.bn_momentum)
-    reid = build_reid(reid_shape(profile, dataset), profile.alpha, weights, profile.bn_momentum)
+    if reid == "mobilenet":
+        reid = build_reid(reid_shape(profile, dataset), profile.alpha, weights, profile.bn_momentum)
+    elif reid == "cnn":
+        reid = build_cnn_reid(reid_shape(profile, dataset), profile.bn_momentum)
+    else:
+        raise ValueError(f"Unknown ReID {reid!r}; use 'mobilenet' or 'cnn'.")
     return filt, det, reid
 
 

@@ -13,6 +13,16 @@ def test_variants_match_tables_4_1_and_4_2():
         (5, 7, 7, 5, 3), (3, 3, 3, 3, 3), (3, 5, 5, 3, 3), (7, 9, 9, 7, 3), (5, 7, 7, 5, 3), (5, 7, 7, 5, 3)]
     assert [v[f"R{i}"].filter_lr for i in range(1, 7)] == [5e-4, 5e-4, 5e-4, 5e-4, 5e-3, 1e-4]
     assert all(v[f"R{i}"].reid_steps == 1 and v[f"R{i}"].dataset == "tvpr" for i in range(1, 7))
+    assert all(x.reid == "mobilenet" for n, x in v.items() if n != "S3")  # the thesis's ReID everywhere
+
+
+def test_run_folders_and_attack_settings():
+    assert config.run_dir("S2", 0).name == "S2" and config.run_dir("S2", 2).name == "S2_seed2"
+    for d in config.DATASETS:
+        for name in config.PROFILES:
+            a = config.ATTACK[d][name]
+            assert 0 < a["eval_every"] <= a["detector_steps"] <= a["reid_steps"]
+    assert {"none", "grey", "blur", "pixelate", "noise"} <= set(config.BASELINES)
 
 
 def test_paper_profile_has_the_thesis_sizes():

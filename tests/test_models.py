@@ -93,3 +93,11 @@ def test_inference_mode_is_sane_after_a_few_steps_only_with_the_lower_momentum()
     assert abs(inference - train_mode) < 0.1 * train_mode
     trap, train_mode, empty = _train_and_measure(0.999)
     assert trap > empty and trap > 1.1 * train_mode, "Keras's default momentum should lag: see models.py"
+
+
+def test_the_reid_backbone_can_be_a_plain_cnn(smoke_profile):
+    _, _, reid = models.networks_for(smoke_profile, "squares", (5, 7, 7, 5, 3), reid="cnn")
+    x = np.zeros((2, smoke_profile.reid_size, smoke_profile.reid_size, 3), np.float32)
+    assert reid([x, x]).shape == (2, 1) and "mobilenet" not in str([l.name for l in reid.layers])
+    with pytest.raises(ValueError, match="cnn"):
+        models.networks_for(smoke_profile, "squares", (5, 7, 7, 5, 3), reid="vit")
