@@ -150,10 +150,10 @@ def run_dir(variant: str, seed: int = 0) -> Path:
 ATTACK = {
     "squares": {"paper": dict(reid_steps=2000, detector_steps=1000, eval_every=100),
                 "cpu": dict(reid_steps=300, detector_steps=200, eval_every=50),
-                "smoke": dict(reid_steps=4, detector_steps=2, eval_every=2)},
+                "smoke": dict(reid_steps=2, detector_steps=2, eval_every=2)},
     "tvpr": {"paper": dict(reid_steps=5200, detector_steps=2600, eval_every=260),
              "cpu": dict(reid_steps=800, detector_steps=200, eval_every=100),
-             "smoke": dict(reid_steps=4, detector_steps=2, eval_every=2)},
+             "smoke": dict(reid_steps=2, detector_steps=2, eval_every=2)},
 }
 
 # Classic anonymisation baselines and their strengths, relative to the image so that one setting means
