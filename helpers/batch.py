@@ -119,15 +119,6 @@ def publish(results: Path, variant: str = "S2") -> list[Path]:
     return done
 
 
-def finished_run(variant: str, seed: int, profile: str, data_seed: int) -> bool:
-    """True if notebook 04 already finished this run (a metrics.json with the same settings)."""
-    path = config.run_dir(variant, seed) / "metrics.json"
-    if not path.exists():
-        return False
-    m = json.loads(path.read_text())
-    return (m.get("profile"), m.get("seed"), m.get("data_seed", m.get("seed"))) == (profile, seed, data_seed)
-
-
 def prepare_dataset(dataset: str, args, common: dict, executed: Path, progress: bool) -> None:
     """The data (notebook 01 or 02) and the networks without a filter (03) of one data set, if missing."""
     if dataset == "squares":
@@ -181,7 +172,7 @@ def main(argv=None) -> int:
         prepare_dataset(dataset, args, common, executed, progress)
     for seed in args.seeds:
         for v in args.variants:
-            if not args.retrain and finished_run(v, seed, args.profile, args.data_seed):
+            if not args.retrain and config.finished_run(v, seed, args.profile, args.data_seed):
                 print(f"kept the finished run {config.run_name(v, seed)} (--retrain to train it again)")
                 continue
             run_notebook("04_adversarial_training",

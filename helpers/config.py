@@ -1,6 +1,7 @@
 """Variants (thesis Tables 4.1 and 4.2) and compute profiles, defined once as plain data."""
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, asdict, replace
 from pathlib import Path
@@ -141,6 +142,16 @@ def run_name(variant: str, seed: int = 0) -> str:
 
 def run_dir(variant: str, seed: int = 0) -> Path:
     return results_dir() / run_name(variant, seed)
+
+
+def finished_run(variant: str, seed: int, profile: str, data_seed: int) -> dict | None:
+    """The metrics.json of a finished run of notebook 04 with this profile, seed and data seed, else None."""
+    path = run_dir(variant, seed) / "metrics.json"
+    if not path.exists():
+        return None
+    m = json.loads(path.read_text())
+    same = (m.get("profile"), m.get("seed"), m.get("data_seed", m.get("seed"))) == (profile, seed, data_seed)
+    return m if same else None
 
 
 # Notebook 06 (fresh attackers). Attackers train from scratch on transformed data for `reid_steps`
