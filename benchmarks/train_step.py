@@ -1,8 +1,11 @@
-"""Time one adversarial iteration (detector, ReID, filter step) done by helpers.training.Steps
-against the Keras-2-era recipe: compile/train_on_batch with `trainable` toggled on a combined model.
+"""Time one adversarial iteration (detector, ReID, filter step) as this project runs it against the
+Keras-2-era recipe: compile/train_on_batch with `trainable` toggled on a combined model.
 
-Both approaches get identical networks (same architecture and starting weights), the same
-batches and the same optimisers, in one process, interleaved so load on the machine hits both.
+The project: `helpers.training.Steps.iteration`, the three steps in one traced call with the batch
+filtered once, and BatchNorm on TensorFlow's fused kernel (`models.FusedBatchNormalization`).
+The recipe: the same networks with Keras's own BatchNormalization, three train_on_batch calls.
+Both start from identical weights and see the same batches and optimisers, in one process,
+interleaved so that load on the machine hits both. The last line is `ratio=<project it/s ÷ recipe it/s>`.
 """
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ import time
 import keras
 
 from helpers.config import LAMBDA, LEARNING_RATES, get_profile, get_variant
-from helpers.models import networks_for
+from helpers.models import fuse_batchnorm, networks_for
 from helpers.squares import TrainingStream
 from helpers.training import Networks, Steps
 
@@ -48,11 +51,9 @@ def keras2_iteration(filt, det, reid, combined, images, heatmaps, a, b, same):
 
 
 def project_iteration(steps, images, heatmaps, a, b, same):
-    """The body of helpers.training.Loop.iteration with one ReID step."""
-    l_det = steps.detector_step(images, heatmaps)
-    l_reid = steps.reid_step(a, b, same)
-    l_filter = steps.filter_step(images, heatmaps, a, b, same)[0]
-    return float(l_det), float(l_reid), float(l_filter)  # float() waits for the result, as Loop does
+    """helpers.training.Loop's iteration with one ReID step."""
+    out = steps.iteration(images, heatmaps, a, b, same, reid_steps=1, filter_steps=1)
+    return float(out["detector"]), float(out["reid"]), float(out["filter"])  # float() waits for the result
 
 
 def main():
@@ -60,15 +61,16 @@ def main():
     parser.add_argument("--profile", default="cpu", choices=["smoke", "cpu", "paper"])
     parser.add_argument("--iterations", type=int, default=20, help="timed iterations per approach")
     parser.add_argument("--variant", default="S1", help="a squares variant (kernels, filter lr)")
+    parser.add_argument("--bfloat16", action="store_true", help="also time the project's iteration in mixed bfloat16")
     args = parser.parse_args()
 
     profile, variant = get_profile(args.profile), get_variant(args.variant)
     lrs = LEARNING_RATES[variant.dataset]
     keras.utils.set_random_seed(0)
     project = networks_for(profile, variant.dataset, variant.kernels, weights=None)
-    classic = networks_for(profile, variant.dataset, variant.kernels, weights=None)
-    for src, dst in zip(project, classic):  # identical starting points make the losses comparable
-        dst.set_weights(src.get_weights())
+    filt = networks_for(profile, variant.dataset, variant.kernels, weights=None)[0]
+    filt.set_weights(project[0].get_weights())  # identical starting points make the losses comparable
+    classic = (filt, fuse_batchnorm(project[1], fused=False), fuse_batchnorm(project[2], fused=False))
 
     steps = Steps(Networks(*project), lrs["detector"], lrs["reid"], variant.filter_lr)
     combined = keras2_models(*classic, lrs["detector"], lrs["reid"], variant.filter_lr)
@@ -76,6 +78,12 @@ def main():
         "project": lambda batch: project_iteration(steps, *batch),
         "keras2": lambda batch: keras2_iteration(*classic, combined, *batch),
     }
+    if args.bfloat16:
+        half = networks_for(profile, variant.dataset, variant.kernels, weights=None, policy="mixed_bfloat16")
+        for src, dst in zip(project, half):
+            dst.set_weights(src.get_weights())
+        steps_bf16 = Steps(Networks(*half), lrs["detector"], lrs["reid"], variant.filter_lr)
+        runs["project_bfloat16"] = lambda batch: project_iteration(steps_bf16, *batch)
     stream = TrainingStream(profile, seed=0)
     elapsed = {name: 0.0 for name in runs}
     losses = {}
@@ -97,9 +105,11 @@ def main():
 
     rate = {name: args.iterations / seconds for name, seconds in elapsed.items()}
     print(f"profile={profile.name} batch={profile.batch_size} image={profile.image_size} "
-          f"iterations={args.iterations}")
+          f"iterations={args.iterations} precision={profile.precision}")
     for name in runs:
         print(f"{name}: {rate[name]:.3f} steps/s ({1000 / rate[name]:.1f} ms/iteration)")
+    if "project_bfloat16" in rate:
+        print(f"bfloat16 vs float32: {rate['project_bfloat16'] / rate['project']:.3f}")
     print(f"ratio={rate['project'] / rate['keras2']:.3f}")
 
 

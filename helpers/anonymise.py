@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from helpers.images import to_uint8
+
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".m4v"}
 FOURCC = {".avi": "MJPG", ".mkv": "MJPG"}  # everything else is written as MPEG-4 part 2 ("mp4v")
@@ -78,7 +80,7 @@ def read_image(path: Path) -> np.ndarray:
 def write_image(image: np.ndarray, path: Path) -> None:
     from PIL import Image
     path.parent.mkdir(parents=True, exist_ok=True)
-    pixels = np.clip(np.round(image * 255.0), 0, 255).astype(np.uint8)
+    pixels = to_uint8(image)
     options = {"quality": 95} if path.suffix.lower() in (".jpg", ".jpeg") else {}
     Image.fromarray(pixels).save(path, **options)
 
@@ -125,7 +127,7 @@ def anonymise_video(apply, source: Path, target: Path, batch_size: int = 8, prog
         nonlocal written
         out = apply(np.stack(frames))
         for frame in out:
-            writer.write(cv2.cvtColor(np.clip(np.round(frame * 255), 0, 255).astype(np.uint8), cv2.COLOR_RGB2BGR))
+            writer.write(cv2.cvtColor(to_uint8(frame), cv2.COLOR_RGB2BGR))
         written += len(frames)
         if progress is not None:
             progress.update(len(frames))

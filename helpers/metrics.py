@@ -142,6 +142,6 @@ def roc_curve(labels, scores, num_thresholds: int = 200) -> tuple[np.ndarray, np
     return fpr, tpr
 
 
-def filter_distance(reid_auc: float, detector_ap: float, baseline_ap: float) -> float:
+def filter_distance(reid_auc: float, detector_ap: float, unfiltered_ap: float) -> float:
     """Euclidean distance from (AUC, AP) to the ideal point (0.5, AP without a filter) (chapter 5)."""
-    return math.hypot(reid_auc - 0.5, detector_ap - baseline_ap)
+    return math.hypot(reid_auc - 0.5, detector_ap - unfiltered_ap)

@@ -1,9 +1,11 @@
 """The filter, the detector and the ReID of thesis section 4.1, built with Keras 3."""
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import keras
+import tensorflow as tf
 from keras import layers
 
 from helpers.data_shapes import detector_shape, reid_shape
@@ -20,6 +22,65 @@ class SquaredDifference(layers.Layer):
         return keras.ops.square(a - b)
 
 
+@keras.saving.register_keras_serializable(package="anonymisation")
+class FusedBatchNormalization(layers.BatchNormalization):
+    """Keras's BatchNormalization computed by TensorFlow's fused kernel on 4-D channels-last input.
+
+    Keras 3 normalises with a dozen element-wise ops; on our 2-core CPU the fused kernel makes a
+    MobileNetV2 training step about 1.5x faster (benchmarks/train_step.py). Same weights, same
+    momentum; its moving variance is updated with the unbiased batch variance (n/(n-1), n = batch x
+    height x width), Keras's with the biased one. Anything else (masks, other axes) takes Keras's path.
+    """
+
+    def call(self, inputs, training=None, mask=None):
+        if mask is not None or len(inputs.shape) != 4 or self.axis not in (-1, 3) or not (self.scale and self.center):
+            return super().call(inputs, training=training, mask=mask)
+        x = tf.cast(inputs, tf.float32)
+        if training and self.trainable:
+            y, mean, variance = tf.compat.v1.nn.fused_batch_norm(
+                x, self.gamma, self.beta, self.moving_mean, self.moving_variance, epsilon=self.epsilon,
+                is_training=True, exponential_avg_factor=1.0 - self.momentum)
+            self.moving_mean.assign(mean)
+            self.moving_variance.assign(variance)
+        else:
+            y, _, _ = tf.compat.v1.nn.fused_batch_norm(
+                x, self.gamma, self.beta, self.moving_mean, self.moving_variance, epsilon=self.epsilon,
+                is_training=False)
+        return tf.cast(y, self.compute_dtype)
+
+
+def fuse_batchnorm(model: keras.Model, fused: bool = True) -> keras.Model:
+    """A copy of a functional model (same weights, nested models included) whose BatchNormalization
+    layers use the fused kernel, or with fused=False, Keras's own (benchmarks/train_step.py compares)."""
+    new, old = (FusedBatchNormalization, layers.BatchNormalization) if fused else \
+        (layers.BatchNormalization, FusedBatchNormalization)
+
+    def clone(layer):
+        cls = new if type(layer) is old else layer.__class__
+        return cls.from_config(layer.get_config())
+
+    copy = keras.models.clone_model(model, clone_function=clone, recursive=True)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+PRECISIONS = ("float32", "mixed_bfloat16")
+
+
+@contextlib.contextmanager
+def precision(policy: str = "float32"):
+    """Networks built inside compute in `policy` ("mixed_bfloat16": bfloat16 arithmetic, float32
+    weights); outputs, losses and BatchNorm statistics stay float32. The global policy is restored after."""
+    if policy not in PRECISIONS:
+        raise ValueError(f"Unknown precision {policy!r}; use one of {PRECISIONS}.")
+    old = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(old)
+
+
 def build_filter(kernels=(5, 7, 7, 5, 3), name: str = "filter") -> keras.Model:
     """Five 3x3 convolutions, no bias, stride 1, same padding, ReLU x4 then sigmoid (thesis 4.1.4).
 
@@ -31,8 +92,9 @@ def build_filter(kernels=(5, 7, 7, 5, 3), name: str = "filter") -> keras.Model:
     inputs = keras.Input((None, None, 3), name="image")
     x = inputs
     for i, k in enumerate(kernels):
-        act = "sigmoid" if i == len(kernels) - 1 else "relu"
-        x = layers.Conv2D(k, 3, padding="same", use_bias=False, activation=act, name=f"conv{i + 1}")(x)
+        last = i == len(kernels) - 1
+        x = layers.Conv2D(k, 3, padding="same", use_bias=False, activation="sigmoid" if last else "relu",
+                          name=f"conv{i + 1}", dtype="float32" if last else None)(x)
     return keras.Model(inputs, x, name=name)
 
 
@@ -73,14 +135,15 @@ def build_detector(image_shape, alpha: float = 1.0, weights=None, bn_momentum: f
                                               weights=app_weights)
     if path is not None:
         backbone.load_weights(path)
+    backbone = fuse_batchnorm(backbone)
     inputs = keras.Input((h, w, 3), name="image")
     x = layers.Rescaling(2.0, offset=-1.0, name="to_mobilenet_range")(inputs)
     x = backbone(x)
     for i, width in enumerate(head_widths):
         x = layers.Conv2DTranspose(width, 4, strides=2, padding="same", use_bias=False, name=f"deconv{i + 1}")(x)
-        x = layers.BatchNormalization(name=f"deconv{i + 1}_bn")(x)
+        x = FusedBatchNormalization(name=f"deconv{i + 1}_bn")(x)
         x = layers.ReLU(name=f"deconv{i + 1}_relu")(x)
-    outputs = layers.Conv2D(1, 1, name="heatmap")(x)
+    outputs = layers.Conv2D(1, 1, name="heatmap", dtype="float32")(x)
     model = keras.Model(inputs, outputs, name=name)
     set_batchnorm_momentum(model, bn_momentum)
     return model
@@ -95,6 +158,7 @@ def mobilenet_embedding(image_shape, alpha: float = 1.0, weights=None, name: str
                                             name=None if name == "embedding" else f"{name}_mobilenet")
     if path is not None:
         backbone.load_weights(path)
+    backbone = fuse_batchnorm(backbone)
     embed_in = keras.Input((h, w, 3))
     return keras.Model(embed_in, backbone(layers.Rescaling(2.0, offset=-1.0)(embed_in)), name=name)
 
@@ -106,7 +170,7 @@ def plain_cnn_embedding(image_shape, widths=(16, 32, 64, 64), name: str = "cnn_e
     x = layers.Rescaling(2.0, offset=-1.0)(inputs)
     for i, width in enumerate(widths):
         x = layers.Conv2D(width, 3, strides=2, padding="same", use_bias=False, name=f"conv{i + 1}")(x)
-        x = layers.BatchNormalization(name=f"bn{i + 1}")(x)
+        x = FusedBatchNormalization(name=f"bn{i + 1}")(x)
         x = layers.ReLU()(x)
     return keras.Model(inputs, layers.GlobalAveragePooling2D()(x), name=name)
 
@@ -119,7 +183,7 @@ def siamese(image_shape, embed_a: keras.Model, embed_b: keras.Model | None = Non
     b = keras.Input((h, w, 3), name="image_b")
     fa, fb = embed_a(a), (embed_b or embed_a)(b)
     diff2 = SquaredDifference(name="squared_difference")([fa, fb])
-    same = layers.Dense(1, activation="sigmoid", name="same_identity")(diff2)
+    same = layers.Dense(1, activation="sigmoid", name="same_identity", dtype="float32")(diff2)
     return keras.Model([a, b], same, name=name)
 
 
@@ -143,17 +207,32 @@ def count_weights(model: keras.Model) -> int:
     return int(sum(keras.ops.size(v) for v in model.trainable_weights))
 
 
-def networks_for(profile, dataset: str, kernels, weights=None, reid: str = "mobilenet"):
-    """Filter, detector and ReID at a profile's sizes; `reid` picks the ReID's backbone."""
+def build_reid_of(kind: str, image_shape, alpha: float = 1.0, weights=None, bn_momentum: float = 0.99,
+                  name: str = "reid") -> keras.Model:
+    """A ReID by backbone: "mobilenet" (the thesis's) or "cnn" (the small plain CNN)."""
+    if kind == "mobilenet":
+        return build_reid(image_shape, alpha, weights, bn_momentum, name=name)
+    if kind == "cnn":
+        return build_cnn_reid(image_shape, bn_momentum, name=name)
+    raise ValueError(f"Unknown ReID {kind!r}; use 'mobilenet' or 'cnn'.")
+
+
+def networks_for(profile, dataset: str, kernels, weights=None, reids="mobilenet", policy: str | None = None):
+    """Filter, detector and ReID at a profile's sizes and precision (`policy` overrides the profile's).
+    `reids`: one backbone name (one ReID), or a tuple of them (a list of ReIDs: a pool)."""
+    with precision(policy or profile.precision):
+        return _networks(profile, dataset, kernels, weights, reids)
+
+
+def _networks(profile, dataset, kernels, weights, reids):
     filt = build_filter(kernels)
     det = build_detector(detector_shape(profile, dataset), profile.alpha, weights, profile.bn_momentum)
-    if reid == "mobilenet":
-        reid = build_reid(reid_shape(profile, dataset), profile.alpha, weights, profile.bn_momentum)
-    elif reid == "cnn":
-        reid = build_cnn_reid(reid_shape(profile, dataset), profile.bn_momentum)
-    else:
-        raise ValueError(f"Unknown ReID {reid!r}; use 'mobilenet' or 'cnn'.")
-    return filt, det, reid
+    shape = reid_shape(profile, dataset)
+    if isinstance(reids, str):
+        return filt, det, build_reid_of(reids, shape, profile.alpha, weights, profile.bn_momentum)
+    pool = [build_reid_of(k, shape, profile.alpha, weights, profile.bn_momentum, name=f"reid{i}_{k}")
+            for i, k in enumerate(reids)]
+    return filt, det, pool
 
 
 def load(path) -> keras.Model:

@@ -1,4 +1,4 @@
-"""The three training steps of thesis Algorithm 1 and the alternating loop around them."""
+"""The three training steps of thesis Algorithm 1, one traced iteration made of them, and the loop around it."""
 from __future__ import annotations
 
 import json
@@ -6,95 +6,162 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import tensorflow as tf
 import keras
+import tensorflow as tf
 
+from helpers import images as published
 from helpers.config import LAMBDA
+from helpers.losses import bce, mse, privacy_loss
 
-_bce = keras.losses.BinaryCrossentropy()
-
-
-def mse(y_true, y_pred):
-    return tf.reduce_mean(tf.square(tf.cast(y_true, y_pred.dtype) - y_pred))
-
-
-def bce(y_true, y_pred):
-    return _bce(tf.reshape(y_true, (-1, 1)), y_pred)
-
-
-def privacy_loss(kind: str, same_true, same_pred, lam: float = LAMBDA):
-    """The filter's privacy term. 'thesis': -BCE/lambda (Eq. 4), maximising the ReID's loss.
-    'confusion': BCE against a target of 0.5, divided by lambda, so the ReID's best answer is 'unsure'."""
-    if kind == "thesis":
-        return -bce(same_true, same_pred) / lam
-    if kind == "confusion":
-        return bce(tf.fill(tf.shape(same_true), 0.5), same_pred) / lam
-    raise ValueError(f"Unknown privacy term {kind!r}; use 'thesis' or 'confusion'.")
+ROUNDING = ("none", "detector", "adversaries", "all")
+RESTART_STREAM_OFFSET = 10_000_000  # restart batches come from far beyond the loop's own batch numbers
 
 
 @dataclass
 class Networks:
     filter: keras.Model | None
     detector: keras.Model
-    reid: keras.Model
+    reid: keras.Model | list  # the thesis's one ReID, or a pool of ReIDs the filter fights together
+
+    @property
+    def reids(self) -> list:
+        return list(self.reid) if isinstance(self.reid, (list, tuple)) else [self.reid]
+
+
+def reset_optimizer(opt: keras.optimizers.Optimizer) -> None:
+    """Forget an optimiser's state (Adam's moments and step count); its learning rate stays."""
+    for v in opt.variables:
+        if not v.path.endswith("learning_rate"):
+            v.assign(tf.zeros_like(v))
+
+
+def reinitialise(model: keras.Model, seed: int) -> None:
+    """New random weights (and fresh BatchNorm statistics) for `model`, drawn from `seed`."""
+    keras.utils.set_random_seed(seed)
+    model.set_weights(keras.models.clone_model(model).get_weights())
 
 
 class Steps:
-    """One traced function per network, as in Algorithm 1: detector (a), ReID (b), filter (c).
+    """Algorithm 1 as three traced functions, one per network: detector (a), ReID (b), filter (c);
+    and `iteration`, the same three in one traced call.
 
     'Frozen' means 'not in the variable list the tape differentiates'; frozen networks run in
-    inference mode (training=False), so their BatchNorm uses moving statistics.
+    inference mode (training=False), so their BatchNorm uses moving statistics. With a pool of ReIDs
+    the ReID step updates every member and the filter descends against the strongest one: the largest
+    of their privacy terms (the K-beam idea of Hamm & Noh 2018).
+    `rounding`: 'none' (the thesis); 'detector': the detector learns on the 8-bit output a user would
+    publish; 'adversaries': the ReIDs too; 'all': the filter step sees it as well, through a
+    straight-through gradient.
     """
 
     def __init__(self, nets: Networks, lr_detector: float, lr_reid: float, lr_filter: float | None,
-                 privacy: str = "thesis", lam: float = LAMBDA):
+                 privacy: str = "thesis", lam: float = LAMBDA, rounding: str = "none"):
+        if rounding not in ROUNDING:
+            raise ValueError(f"Unknown rounding {rounding!r}; use one of {ROUNDING}.")
         self.nets = nets
         self.privacy = privacy
         self.lam = float(lam)
+        self.rounding = rounding
+        privacy_loss(privacy, tf.zeros(1), tf.fill((1, 1), 0.5), 1.0)  # an unknown term fails here, not mid-run
         self.opt_detector = keras.optimizers.Adam(lr_detector)
-        self.opt_reid = keras.optimizers.Adam(lr_reid)
+        self.opt_reids = [keras.optimizers.Adam(lr_reid) for _ in nets.reids]
         self.opt_filter = keras.optimizers.Adam(lr_filter) if nets.filter is not None else None
         self.detector_step = tf.function(self._detector_step)
         self.reid_step = tf.function(self._reid_step)
         self.filter_step = tf.function(self._filter_step)
+        self.iteration = tf.function(self._iteration)
 
-    def _apply_filter(self, x, training=False):
-        return x if self.nets.filter is None else self.nets.filter(x, training=training)
+    # --- the filter as the adversaries see it -------------------------------------------------------
+    def filtered(self, x, for_reid: bool = False):
+        """The filter's output without gradient, rounded to 8 bits if that network learns on it."""
+        if self.nets.filter is None:
+            return tf.convert_to_tensor(x, tf.float32)
+        y = tf.cast(self.nets.filter(x, training=False), tf.float32)
+        rounded = self.rounding in ("adversaries", "all") or (self.rounding == "detector" and not for_reid)
+        return published.quantize(y) if rounded else y
 
-    def _detector_step(self, images, heatmaps):
+    def _filter_with_gradient(self, x):
+        y = tf.cast(self.nets.filter(x, training=True), tf.float32)
+        return published.quantize_straight_through(y) if self.rounding == "all" else y
+
+    # --- one update of each network, on images the filter already produced --------------------------
+    def _detector_update(self, x, heatmaps):
         det = self.nets.detector
-        x = self._apply_filter(images)
         with tf.GradientTape() as tape:
             loss = mse(heatmaps, det(x, training=True))
         grads = tape.gradient(loss, det.trainable_variables)
         self.opt_detector.apply_gradients(zip(grads, det.trainable_variables))
         return loss
 
-    def _reid_step(self, images_a, images_b, same):
-        reid = self.nets.reid
-        xa, xb = self._apply_filter(images_a), self._apply_filter(images_b)
-        with tf.GradientTape() as tape:
-            loss = bce(same, reid([xa, xb], training=True))
-        grads = tape.gradient(loss, reid.trainable_variables)
-        self.opt_reid.apply_gradients(zip(grads, reid.trainable_variables))
-        return loss
+    def _reid_update(self, xa, xb, same):
+        losses = []
+        for reid, opt in zip(self.nets.reids, self.opt_reids):
+            with tf.GradientTape() as tape:
+                loss = bce(same, reid([xa, xb], training=True))
+            grads = tape.gradient(loss, reid.trainable_variables)
+            opt.apply_gradients(zip(grads, reid.trainable_variables))
+            losses.append(loss)
+        return tf.stack(losses)
 
-    def _filter_step(self, images, heatmaps, images_a, images_b, same):
+    def _filter_update(self, images, heatmaps, images_a, images_b, same):
         filt = self.nets.filter
         with tf.GradientTape() as tape:
-            heat = self.nets.detector(filt(images, training=True), training=False)
-            p_same = self.nets.reid([filt(images_a, training=True), filt(images_b, training=True)],
-                                    training=False)
+            heat = self.nets.detector(self._filter_with_gradient(images), training=False)
+            fa, fb = self._filter_with_gradient(images_a), self._filter_with_gradient(images_b)
+            terms = tf.stack([privacy_loss(self.privacy, same, reid([fa, fb], training=False), self.lam)
+                              for reid in self.nets.reids])
             utility = mse(heatmaps, heat)
-            privacy = privacy_loss(self.privacy, same, p_same, self.lam)
+            privacy = tf.reduce_max(terms)  # the strongest adversary's term; its gradient alone flows
             loss = utility + privacy
         grads = tape.gradient(loss, filt.trainable_variables)
         self.opt_filter.apply_gradients(zip(grads, filt.trainable_variables))
-        return loss, utility, privacy
+        return loss, utility, privacy, tf.argmax(terms, output_type=tf.int32)
+
+    # --- Algorithm 1, step by step (notebook 04 calls these by hand) --------------------------------
+    def _detector_step(self, images, heatmaps):
+        return self._detector_update(self.filtered(images), heatmaps)
+
+    def _reid_step(self, images_a, images_b, same):
+        xa, xb = self.filtered(images_a, for_reid=True), self.filtered(images_b, for_reid=True)
+        return tf.reduce_mean(self._reid_update(xa, xb, same))
+
+    def _filter_step(self, images, heatmaps, images_a, images_b, same):
+        return self._filter_update(images, heatmaps, images_a, images_b, same)[:3]
+
+    # --- the same, as one traced call ---------------------------------------------------------------
+    def _iteration(self, images, heatmaps, images_a, images_b, same, reid_steps: int = 1, filter_steps: int = 1):
+        """Steps (a), (b) x reid_steps and (c) x filter_steps in one call. The filter does not change
+        before (c), so the images the detector and the ReIDs learn on are filtered once."""
+        x, xa, xb = self.filtered(images), self.filtered(images_a, True), self.filtered(images_b, True)
+        out = {"detector": self._detector_update(x, heatmaps)}
+        for _ in range(reid_steps):
+            reid_losses = self._reid_update(xa, xb, same)
+        if reid_steps:
+            out["reid"] = tf.reduce_mean(reid_losses)
+            if len(self.nets.reids) > 1:
+                out.update({f"reid{i}": reid_losses[i] for i in range(len(self.nets.reids))})
+        for _ in range(filter_steps):
+            total, utility, privacy, strongest = self._filter_update(images, heatmaps, images_a, images_b, same)
+        if filter_steps:
+            out.update(filter=total, filter_mse=utility, filter_privacy=privacy)
+            if len(self.nets.reids) > 1:
+                out["strongest_reid"] = tf.cast(strongest, tf.float32)
+        return out
+
+    def restart_reids(self, seed: int) -> None:
+        """Every ReID of the pool re-initialised at random and its optimiser's state forgotten."""
+        for i, (reid, opt) in enumerate(zip(self.nets.reids, self.opt_reids)):
+            reinitialise(reid, seed * 97 + i)
+            reset_optimizer(opt)
 
     def checkpoint(self) -> tf.train.Checkpoint:
-        parts = dict(detector=self.nets.detector, reid=self.nets.reid,
-                     opt_detector=self.opt_detector, opt_reid=self.opt_reid)
+        parts = dict(detector=self.nets.detector, opt_detector=self.opt_detector)
+        reids = self.nets.reids
+        if len(reids) == 1:  # the names of runs saved before ReID pools existed
+            parts.update(reid=reids[0], opt_reid=self.opt_reids[0])
+        else:
+            parts.update({f"reid{i}": r for i, r in enumerate(reids)},
+                         **{f"opt_reid{i}": o for i, o in enumerate(self.opt_reids)})
         if self.nets.filter is not None:
             parts.update(filter=self.nets.filter, opt_filter=self.opt_filter)
         return tf.train.Checkpoint(**parts)
@@ -118,23 +185,30 @@ class LoopState:
 
 class Loop:
     """Alternating training with validation every epoch, best-version selection and resumable
-    checkpoints. The body of an iteration is Algorithm 1: detector step, ReID step(s), filter step.
+    checkpoints. An iteration is Algorithm 1 (`Steps.iteration`): detector step, ReID step(s), filter
+    step(s). Every `restart_every` iterations the ReIDs start again from random weights and train
+    `restart_steps` steps against the current filter before the filter moves again (the restarts of
+    Wu et al. 2020).
 
-    score(metrics) -> float: higher is better (the adversarial run uses minus the filter distance).
-    Only epochs >= select_after (1-based) are candidates, as in the thesis's "best among the last".
+    validate(epoch) -> dict of validation figures; score(figures) -> float, higher is better (the
+    adversarial run uses minus a filter distance). Only epochs >= select_after (1-based) are candidates,
+    as in the thesis's "best among the last".
     """
 
     def __init__(self, steps: Steps, stream, validate, out_dir, batches_per_epoch: int,
-                 reid_steps: int = 1, score=None, select_after: int = 1, train_filter: bool = True):
+                 reid_steps: int = 1, score=None, select_after: int = 1, train_filter: bool = True,
+                 filter_steps: int = 1, restart_every: int = 0, restart_steps: int = 0, seed: int = 0):
         self.steps = steps
         self.stream = stream
         self.validate = validate
         self.out_dir = Path(out_dir)
         self.batches_per_epoch = int(batches_per_epoch)
         self.reid_steps = int(reid_steps)
+        self.filter_steps = int(filter_steps) if (train_filter and steps.nets.filter is not None) else 0
+        self.restart_every, self.restart_steps = int(restart_every), int(restart_steps)
+        self.seed = int(seed)
         self.score = score or (lambda m: -m["distance"])
         self.select_after = int(select_after)
-        self.train_filter = train_filter and steps.nets.filter is not None
         self.state = LoopState()
         self.ckpt = steps.checkpoint()
         self.manager = tf.train.CheckpointManager(self.ckpt, self.out_dir / "checkpoints", max_to_keep=1)
@@ -151,33 +225,44 @@ class Loop:
 
     def _save(self):
         self.manager.save(checkpoint_number=self.state.epoch)
-        self.state_file.write_text(json.dumps(self.state.__dict__, indent=1))
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.state.__dict__, indent=1))
+        tmp.replace(self.state_file)
+
+    def restart(self, step: int) -> None:
+        """Fresh ReIDs that first learn `restart_steps` batches on the filter as it is now."""
+        self.steps.restart_reids(self.seed * 1_000_003 + step)
+        for j in range(self.restart_steps):
+            _, pairs = self.stream.batch(RESTART_STREAM_OFFSET + step * self.restart_steps + j)
+            a, b = pairs.images()
+            self.steps.reid_step(a, b, pairs.labels)
 
     def iteration(self, step: int) -> dict:
+        """One iteration of Algorithm 1 on batch `step`; the losses stay tensors (no wait for the result)."""
+        if self.restart_every and step and step % self.restart_every == 0:
+            self.restart(step)
         det, pairs = self.stream.batch(step)
         a, b = pairs.images()
-        losses = {"detector": self.steps.detector_step(det.images, det.heatmaps)}
-        for _ in range(self.reid_steps):
-            losses["reid"] = self.steps.reid_step(a, b, pairs.labels)
-        if self.train_filter:
-            total, utility, privacy = self.steps.filter_step(det.images, det.heatmaps, a, b, pairs.labels)
-            losses.update(filter=total, filter_mse=utility, filter_privacy=privacy)
-        return {k: check_finite(f"{k} loss", v, f"step {step}") for k, v in losses.items()}
+        return self.steps.iteration(det.images, det.heatmaps, a, b, pairs.labels,
+                                    reid_steps=self.reid_steps, filter_steps=self.filter_steps)
 
     def fit(self, epochs: int, progress: bool = True, on_best=None, on_epoch=None) -> LoopState:
-        """Train until `epochs` epochs are done in total; a rerun continues where a previous one stopped."""
+        """Train until `epochs` epochs are done in total; a rerun continues where a previous one stopped.
+        A loss that is not finite stops the run with its step; the last epoch's checkpoint stays."""
         from tqdm.auto import tqdm
         bar = tqdm(total=epochs, initial=self.state.epoch, desc="epochs", disable=not progress)
         while self.state.epoch < epochs:
             epoch = self.state.epoch + 1
+            first = (epoch - 1) * self.batches_per_epoch
+            losses = [self.iteration(first + i) for i in range(self.batches_per_epoch)]
             sums: dict = {}
-            for i in range(self.batches_per_epoch):
-                for k, v in self.iteration((epoch - 1) * self.batches_per_epoch + i).items():
-                    sums[k] = sums.get(k, 0.0) + v
+            for i, step_losses in enumerate(losses):
+                for k, v in step_losses.items():
+                    sums[k] = sums.get(k, 0.0) + check_finite(f"{k} loss", v, f"step {first + i}")
             record = {"epoch": epoch, **{f"loss_{k}": v / self.batches_per_epoch for k, v in sums.items()}}
-            record.update(self.validate())
-            score = self.score(record)
-            if epoch >= self.select_after and (self.state.best_score is None or score > self.state.best_score):
+            record.update(self.validate(epoch))
+            score = self.score(record) if epoch >= self.select_after else None  # only candidates are scored
+            if score is not None and (self.state.best_score is None or score > self.state.best_score):
                 self.state.best_epoch, self.state.best_score = epoch, float(score)
                 self.state.best_metrics = dict(record)
                 if on_best is not None:

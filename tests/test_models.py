@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from helpers import models, squares, training
+from helpers import losses, models, squares
 
 
 def test_filter_5_7_7_5_3_has_1341_weights_and_keeps_the_size():
@@ -74,7 +74,7 @@ def _train_and_measure(momentum, steps=80):
     @tf.function
     def step(x, y):
         with tf.GradientTape() as tape:
-            loss = training.mse(y, det(x, training=True))
+            loss = losses.mse(y, det(x, training=True))
         opt.apply_gradients(zip(tape.gradient(loss, det.trainable_variables), det.trainable_variables))
         return loss
 
@@ -82,8 +82,8 @@ def _train_and_measure(momentum, steps=80):
         b, _ = stream.batch(s)
         step(b.images, b.heatmaps)
     b, _ = stream.batch(10_000)
-    inference = float(training.mse(b.heatmaps, det(b.images, training=False)))
-    train_mode = float(training.mse(b.heatmaps, det(b.images, training=True)))
+    inference = float(losses.mse(b.heatmaps, det(b.images, training=False)))
+    train_mode = float(losses.mse(b.heatmaps, det(b.images, training=True)))
     return inference, train_mode, float(np.mean(b.heatmaps ** 2))
 
 
@@ -96,8 +96,8 @@ def test_inference_mode_is_sane_after_a_few_steps_only_with_the_lower_momentum()
 
 
 def test_the_reid_backbone_can_be_a_plain_cnn(smoke_profile):
-    _, _, reid = models.networks_for(smoke_profile, "squares", (5, 7, 7, 5, 3), reid="cnn")
+    _, _, reid = models.networks_for(smoke_profile, "squares", (5, 7, 7, 5, 3), reids="cnn")
     x = np.zeros((2, smoke_profile.reid_size, smoke_profile.reid_size, 3), np.float32)
     assert reid([x, x]).shape == (2, 1) and "mobilenet" not in str([l.name for l in reid.layers])
     with pytest.raises(ValueError, match="cnn"):
-        models.networks_for(smoke_profile, "squares", (5, 7, 7, 5, 3), reid="vit")
+        models.networks_for(smoke_profile, "squares", (5, 7, 7, 5, 3), reids="vit")

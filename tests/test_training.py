@@ -1,35 +1,43 @@
-"""The three training steps, the loop, and resuming an interrupted run."""
+"""The three training steps, the fused iteration, ReID pools and restarts, rounding, and resuming a run."""
 import json
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from helpers import models, squares, training
+from helpers import images, losses, models, squares, training
 
 
-def fresh_steps(profile, seed=0):
+def fresh_steps(profile, seed=0, reids="mobilenet", **kwargs):
     import keras
     keras.utils.set_random_seed(seed)
-    nets = training.Networks(*models.networks_for(profile, "squares", (5, 7, 7, 5, 3)))
-    return training.Steps(nets, 5e-4, 1e-3, 5e-4)
+    nets = training.Networks(*models.networks_for(profile, "squares", (5, 7, 7, 5, 3), reids=reids))
+    return training.Steps(nets, 5e-4, 1e-3, 5e-4, **kwargs)
+
+
+def batch_of(profile, step=1000):
+    det, pairs = squares.TrainingStream(profile, 0).batch(step)
+    a, b = pairs.images()
+    return det.images, det.heatmaps, a, b, pairs.labels
 
 
 def test_privacy_terms():
     same = tf.constant([1.0, 0.0])
     p = tf.constant([[0.9], [0.2]])
-    bce = float(training.bce(same, p))
-    assert float(training.privacy_loss("thesis", same, p)) == pytest.approx(-bce / 5)
+    bce = float(losses.bce(same, p))
+    assert bce == pytest.approx(-(np.log(0.9) + np.log(0.8)) / 2, rel=1e-5)
+    assert float(losses.privacy_loss("thesis", same, p, 5)) == pytest.approx(-bce / 5)
     half = tf.constant([[0.5], [0.5]])
-    confusion_at_half = float(training.privacy_loss("confusion", same, half))
-    assert confusion_at_half == pytest.approx(np.log(2) / 5, rel=1e-4)
-    assert float(training.privacy_loss("confusion", same, p)) > confusion_at_half
-    # A ReID that answers the opposite is rewarded by the thesis term, not by the confusion term.
+    for kind, at_half in (("confusion", np.log(2) / 5), ("entropy", -np.log(2) / 5)):
+        assert float(losses.privacy_loss(kind, same, half, 5)) == pytest.approx(at_half, rel=1e-4)
+        assert float(losses.privacy_loss(kind, same, p, 5)) > at_half
+    # A ReID that answers the opposite is rewarded by the thesis term, not by confusion or entropy.
     flipped = tf.constant([[0.01], [0.99]])
-    assert float(training.privacy_loss("thesis", same, flipped)) < float(training.privacy_loss("thesis", same, half))
-    assert float(training.privacy_loss("confusion", same, flipped)) > confusion_at_half
+    assert float(losses.privacy_loss("thesis", same, flipped, 5)) < float(losses.privacy_loss("thesis", same, half, 5))
+    for kind in ("confusion", "entropy"):
+        assert float(losses.privacy_loss(kind, same, flipped, 5)) > float(losses.privacy_loss(kind, same, half, 5))
     with pytest.raises(ValueError, match="confusion"):
-        training.privacy_loss("other", same, p)
+        losses.privacy_loss("other", same, p, 5)
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +45,7 @@ def trained_steps(smoke_profile):
     """Smoke networks after 60 iterations of Algorithm 1, with the losses of every iteration."""
     steps = fresh_steps(smoke_profile)
     loop = training.Loop(steps, squares.TrainingStream(smoke_profile, 0), dict, "/unused", 1)
-    return steps, [loop.iteration(s) for s in range(60)]
+    return steps, [{k: float(v) for k, v in loop.iteration(s).items()} for s in range(60)]
 
 
 def test_a_smoke_run_lowers_the_detector_and_reid_losses(smoke_profile):
@@ -47,37 +55,145 @@ def test_a_smoke_run_lowers_the_detector_and_reid_losses(smoke_profile):
     _, det, reid = models.networks_for(smoke_profile, "squares", (5, 7, 7, 5, 3))
     steps = training.Steps(training.Networks(None, det, reid), 5e-4, 1e-3, None)
     loop = training.Loop(steps, squares.TrainingStream(smoke_profile, 0), dict, "/unused", 1)
-    losses = [loop.iteration(s) for s in range(80)]
+    history = [{k: float(v) for k, v in loop.iteration(s).items()} for s in range(80)]
+    assert set(history[0]) == {"detector", "reid"}
     for key, ratio in (("detector", 0.5), ("reid", 0.9)):
-        first = np.mean([l[key] for l in losses[:10]])
-        last = np.mean([l[key] for l in losses[-10:]])
+        first = np.mean([h[key] for h in history[:10]])
+        last = np.mean([h[key] for h in history[-10:]])
         assert last < ratio * first, f"{key} loss went from {first:.3f} to {last:.3f}"
 
 
 def test_an_iteration_reports_every_loss(trained_steps):
-    _, losses = trained_steps
-    assert set(losses[0]) == {"detector", "reid", "filter", "filter_mse", "filter_privacy"}
+    _, history = trained_steps
+    assert set(history[0]) == {"detector", "reid", "filter", "filter_mse", "filter_privacy"}
 
 
 def test_the_filter_step_updates_only_the_filter(trained_steps, smoke_profile):
     # After some training: untrained MobileNets in inference mode pass back gradients of ~1e-15.
     steps, _ = trained_steps
-    det, pairs = squares.TrainingStream(smoke_profile, 0).batch(1000)
-    a, b = pairs.images()
     nets = (steps.nets.filter, steps.nets.detector, steps.nets.reid)
     before = [[v.numpy().copy() for v in m.weights] for m in nets]
-    steps.filter_step(det.images, det.heatmaps, a, b, pairs.labels)
+    steps.filter_step(*batch_of(smoke_profile))
     after = [[v.numpy() for v in m.weights] for m in nets]
     changed = [any(not np.array_equal(x, y) for x, y in zip(bm, am)) for bm, am in zip(before, after)]
     assert changed == [True, False, False]  # BatchNorm statistics of the frozen networks included
 
 
+@pytest.mark.parametrize("privacy", ["thesis", "confusion", "entropy"])
+def test_a_filter_step_works_against_the_frozen_reid(privacy, smoke_profile):
+    # The sign test: with only the privacy term acting (the detector's targets are its own output), one
+    # small filter step must raise the frozen ReID's BCE (Eq. 4) or bring its answers closer to 0.5.
+    # Plain gradient descent with a small rate keeps the step where the loss is locally linear.
+    import keras
+    keras.utils.set_random_seed(3)
+    filt, det, reid = models.networks_for(smoke_profile, "squares", (5, 7, 7, 5, 3), reids="cnn")
+    steps = training.Steps(training.Networks(filt, det, reid), 1e-3, 1e-2, 1e-3, privacy=privacy, lam=1.0)
+    steps.opt_filter = keras.optimizers.SGD(1e-4)
+    images, heat, a, b, same = batch_of(smoke_profile)
+    for _ in range(30):  # a ReID that has learned something to be fought
+        steps.reid_step(a, b, same)
+
+    def reid_view():
+        p = reid([filt(a, training=False), filt(b, training=False)], training=False).numpy().ravel()
+        return float(losses.bce(same, p)), float(np.mean(np.abs(p - 0.5)))
+
+    zero_heat = np.asarray(det(filt(images), training=False))  # utility term 0 at the start: privacy alone acts
+    bce0, dist0 = reid_view()
+    steps.filter_step(images, zero_heat, a, b, same)
+    bce1, dist1 = reid_view()
+    if privacy == "thesis":
+        assert bce1 > bce0, (bce0, bce1)
+    else:
+        assert dist1 < dist0, (dist0, dist1)
+
+
+def test_the_filter_fights_the_strongest_reid_of_a_pool(smoke_profile):
+    steps = fresh_steps(smoke_profile, reids=("cnn", "cnn"), privacy="confusion", lam=1.0)
+    strong, weak = steps.nets.reids
+    images, heat, a, b, same = batch_of(smoke_profile)
+    for _ in range(20):  # only the first member learns: it is the confident (strong) one
+        with tf.GradientTape() as tape:
+            loss = losses.bce(same, strong([steps.filtered(a), steps.filtered(b)], training=True))
+        steps.opt_reids[0].apply_gradients(zip(tape.gradient(loss, strong.trainable_variables), strong.trainable_variables))
+    with tf.GradientTape() as tape:
+        fa, fb = steps.nets.filter(a), steps.nets.filter(b)
+        terms = [losses.privacy_loss("confusion", same, r([fa, fb], training=False), 1.0) for r in (strong, weak)]
+    grads_strong = tape.gradient(terms[0], steps.nets.filter.trainable_variables)
+    assert float(terms[0]) > float(terms[1])
+    # The max passes the gradient of the strongest member only.
+    with tf.GradientTape() as tape:
+        fa, fb = steps.nets.filter(a), steps.nets.filter(b)
+        top = tf.reduce_max(tf.stack([losses.privacy_loss("confusion", same, r([fa, fb], training=False), 1.0)
+                                      for r in (strong, weak)]))
+    for g1, g2 in zip(tape.gradient(top, steps.nets.filter.trainable_variables), grads_strong):
+        np.testing.assert_allclose(g1.numpy(), g2.numpy(), rtol=1e-5, atol=1e-9)
+    loss, utility, privacy, strongest = steps._filter_update(images, heat, a, b, same)  # then one real step
+    assert int(strongest) == 0 and float(privacy) == pytest.approx(float(terms[0]), rel=1e-5)
+
+
+def test_one_traced_iteration_equals_the_three_separate_steps(smoke_profile):
+    # Same start, same batch, float32: the fused call and the three named steps agree.
+    batch = batch_of(smoke_profile, 7)
+    fused, separate = fresh_steps(smoke_profile, 1), fresh_steps(smoke_profile, 1)
+    out = {k: float(v) for k, v in fused.iteration(*batch, reid_steps=2, filter_steps=1).items()}
+    d = float(separate.detector_step(batch[0], batch[1]))
+    for _ in range(2):
+        r = float(separate.reid_step(*batch[2:]))
+    f, u, p = (float(x) for x in separate.filter_step(*batch))
+    np.testing.assert_allclose([out["detector"], out["reid"], out["filter"], out["filter_mse"], out["filter_privacy"]],
+                               [d, r, f, u, p], rtol=1e-4, atol=1e-6)
+    for m1, m2 in zip((fused.nets.filter, fused.nets.detector, fused.nets.reid),
+                      (separate.nets.filter, separate.nets.detector, separate.nets.reid)):
+        for v1, v2 in zip(m1.weights, m2.weights):
+            np.testing.assert_allclose(v1.numpy(), v2.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_a_restart_reinitialises_weights_and_optimiser(smoke_profile):
+    steps = fresh_steps(smoke_profile, reids=("cnn", "cnn"))
+    batch = batch_of(smoke_profile)
+    steps.iteration(*batch)
+    before = [r.get_weights() for r in steps.nets.reids]
+    filt_before = steps.nets.filter.get_weights()
+    steps.restart_reids(seed=11)
+    for r, w in zip(steps.nets.reids, before):
+        kernels = [(a, b) for a, b in zip(w, r.get_weights()) if a.ndim == 4]
+        assert kernels and all(not np.allclose(a, b) for a, b in kernels)
+    for opt in steps.opt_reids:
+        assert all(float(tf.reduce_max(tf.abs(v))) == 0 for v in opt.variables if not v.path.endswith("learning_rate"))
+    assert all(np.array_equal(a, b) for a, b in zip(filt_before, steps.nets.filter.get_weights()))
+    again = fresh_steps(smoke_profile, reids=("cnn", "cnn"))
+    again.restart_reids(seed=11)  # the same seed draws the same new start
+    for r1, r2 in zip(steps.nets.reids, again.nets.reids):
+        assert all(np.array_equal(a, b) for a, b in zip(r1.get_weights(), r2.get_weights()))
+
+
+def test_rounding_matches_the_command_and_passes_gradients():
+    x = tf.constant(np.random.default_rng(0).random((2, 5, 5, 3), np.float32))
+    np.testing.assert_array_equal(np.asarray(images.quantize(x)) * 255, images.to_uint8(x.numpy()).astype(np.float32))
+    assert images.to_uint8(np.array([0.5 / 255, 1.5 / 255, 2.5 / 255], np.float32)).tolist() == [0, 2, 2]  # half to even
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = tf.reduce_sum(3.0 * images.quantize_straight_through(x))
+    np.testing.assert_allclose(tape.gradient(y, x).numpy(), 3.0)
+    np.testing.assert_allclose(images.quantize_straight_through(x).numpy(), images.quantize(x).numpy())
+
+
+def test_with_rounding_the_adversaries_learn_on_8_bit_images(smoke_profile):
+    steps = fresh_steps(smoke_profile, rounding="adversaries")
+    x = batch_of(smoke_profile)[0]
+    y = steps.filtered(x).numpy()
+    np.testing.assert_allclose(y * 255, np.round(y * 255), atol=1e-4)
+    with pytest.raises(ValueError, match="adversaries"):
+        fresh_steps(smoke_profile, rounding="sometimes")
+
+
 def test_interrupt_and_resume_reaches_the_same_state(tmp_path, smoke_profile):
     def run(out, epochs, seed=0):
-        steps = fresh_steps(smoke_profile, seed)
+        steps = fresh_steps(smoke_profile, seed, reids=("cnn",))
         scores = iter(range(100))
         loop = training.Loop(steps, squares.TrainingStream(smoke_profile, 0),
-                             lambda: {"distance": float(next(scores) % 3)}, out, 2, reid_steps=2)
+                             lambda epoch: {"distance": float(next(scores) % 3)}, out, 2, reid_steps=2,
+                             restart_every=3, restart_steps=2, seed=4)
         loop.fit(epochs, progress=False)
         return steps, loop
 
@@ -85,8 +201,8 @@ def test_interrupt_and_resume_reaches_the_same_state(tmp_path, smoke_profile):
     run(tmp_path / "split", 2)                      # "interrupted" after two epochs
     resumed, resumed_loop = run(tmp_path / "split", 3, seed=5)  # new process, other init: the checkpoint wins
     assert resumed_loop.state.epoch == 3 and len(resumed_loop.state.history) == 3
-    for m1, m2 in zip((whole.nets.filter, whole.nets.detector, whole.nets.reid),
-                      (resumed.nets.filter, resumed.nets.detector, resumed.nets.reid)):
+    for m1, m2 in zip((whole.nets.filter, whole.nets.detector, *whole.nets.reids),
+                      (resumed.nets.filter, resumed.nets.detector, *resumed.nets.reids)):
         for v1, v2 in zip(m1.weights, m2.weights):
             np.testing.assert_allclose(v1.numpy(), v2.numpy(), rtol=1e-4, atol=1e-5)
     assert int(whole.opt_filter.iterations) == int(resumed.opt_filter.iterations) == 6
@@ -95,6 +211,20 @@ def test_interrupt_and_resume_reaches_the_same_state(tmp_path, smoke_profile):
     assert saved["epoch"] == 3
 
 
-def test_a_nan_loss_stops_training_with_a_message():
+def test_a_nan_loss_stops_training_with_its_step(tmp_path, smoke_profile):
     with pytest.raises(FloatingPointError, match="detector loss became nan at step 7"):
         training.check_finite("detector loss", float("nan"), "step 7")
+
+    class NanStream(squares.TrainingStream):
+        def batch(self, step):
+            det, pairs = super().batch(step)
+            if step == 3:
+                det.heatmaps = det.heatmaps * np.nan
+            return det, pairs
+
+    steps = fresh_steps(smoke_profile, reids=("cnn",))
+    loop = training.Loop(steps, NanStream(smoke_profile, 0), lambda epoch: {"distance": 0.0}, tmp_path, 2)
+    with pytest.raises(FloatingPointError, match="at step 3"):
+        loop.fit(3, progress=False)
+    assert loop.state.epoch == 1  # the last good epoch's checkpoint stays
+    assert json.loads(loop.state_file.read_text())["epoch"] == 1
