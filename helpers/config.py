@@ -1,7 +1,6 @@
 """Variants (thesis Tables 4.1 and 4.2) and compute profiles, defined once as plain data."""
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, asdict, replace
 from pathlib import Path
@@ -11,17 +10,44 @@ LAMBDA = 5.0  # thesis Eq. 4
 
 @dataclass(frozen=True)
 class Variant:
+    """One way to train a filter. The first five fields are the thesis's Tables 4.1 and 4.2; the rest
+    default to the thesis's method and are the levers against fresh attackers (notebook 04 explains them)."""
     name: str
     dataset: str            # "squares" | "tvpr"
     kernels: tuple          # filters per conv layer; every kernel is 3x3 (thesis 4.1.4)
     filter_lr: float
     reid_steps: int         # ReID updates per detector update
-    privacy: str = "thesis"  # "thesis": -BCE/lambda (Eq. 4) | "confusion": BCE(target 0.5)/lambda
-    reid: str = "mobilenet"  # the co-trained ReID: the thesis's Siamese MobileNetV1 | "cnn" (models.build_cnn_reid)
+    privacy: str = "thesis"  # "thesis": -BCE/lambda (Eq. 4) | "confusion": BCE(target 0.5)/lambda | "entropy"
+    reids: tuple = ("mobilenet",)  # the co-trained ReID(s): the thesis's Siamese MobileNetV1, "cnn"; several = a pool
+    lam: float = LAMBDA     # lambda of Eq. 4: the privacy term is divided by it
+    reid_lr: float | None = None   # None: the thesis's ReID rate for the data set
+    filter_steps: int = 1   # filter updates per iteration
+    restart_every: int = 0  # iterations between ReID restarts (0: never)
+    restart_steps: int = 0  # ReID updates on the frozen filter after each restart
+    rounding: str = "none"  # 8-bit output for: "none" | "detector" | "adversaries" (detector, ReIDs) | "all" (filter too)
+    epochs_factor: float = 1.0  # the profile's epochs times this
+    select: str = "co-trained"  # the kept epoch: by the co-trained ReID (thesis) | "fresh": by a fresh attacker
+
+    def __post_init__(self):
+        choices = {"dataset": DATASETS, "privacy": ("thesis", "confusion", "entropy"),
+                   "rounding": ("none", "detector", "adversaries", "all"), "select": ("co-trained", "fresh")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"Variant {self.name}: {name}={getattr(self, name)!r}; use one of {allowed}.")
+        if not self.reids or any(r not in ("mobilenet", "cnn") for r in self.reids):
+            raise ValueError(f"Variant {self.name}: reids={self.reids!r}; use 'mobilenet' and/or 'cnn'.")
+
+    @property
+    def thesis(self) -> bool:
+        """True for the variants of the thesis's Tables 4.1 and 4.2 (and S2c, its confusion twin)."""
+        return self.name in THESIS_VARIANTS
 
     def as_dict(self) -> dict:
         return asdict(self)
 
+
+THESIS_VARIANTS = ("S1", "S2", "R1", "R2", "R3", "R4", "R5", "R6")
+DATASETS = ("squares", "tvpr")
 
 VARIANTS = {
     v.name: v
@@ -30,15 +56,32 @@ VARIANTS = {
         Variant("S2", "squares", (5, 7, 7, 5, 3), 5e-4, 2),
         Variant("S2c", "squares", (5, 7, 7, 5, 3), 5e-4, 2, privacy="confusion"),
         # Not in the thesis: S2c against a small plain CNN ReID, the attacker notebook 06 found strongest.
-        Variant("S3", "squares", (5, 7, 7, 5, 3), 5e-4, 2, privacy="confusion", reid="cnn"),
+        Variant("S3", "squares", (5, 7, 7, 5, 3), 5e-4, 2, privacy="confusion", reids=("cnn",)),
+        # Ours, made to hold against fresh attackers (notebook 04 explains each field; RESULTS.md reports
+        # them): a strong co-trained plain-CNN ReID, the confusion term at lambda 100, a faster filter, a
+        # detector that learns on the 8-bit output, 2.5x the iterations and the kept epoch chosen by a
+        # fresh attacker on validation.
+        Variant("S4", "squares", (5, 7, 7, 5, 3), 1e-3, 2, privacy="confusion", reids=("cnn",), lam=100.0,
+                rounding="detector", epochs_factor=2.5, select="fresh"),
         Variant("R1", "tvpr", (5, 7, 7, 5, 3), 5e-4, 1),
         Variant("R2", "tvpr", (3, 3, 3, 3, 3), 5e-4, 1),
         Variant("R3", "tvpr", (3, 5, 5, 3, 3), 5e-4, 1),
         Variant("R4", "tvpr", (7, 9, 9, 7, 3), 5e-4, 1),
         Variant("R5", "tvpr", (5, 7, 7, 5, 3), 5e-3, 1),
         Variant("R6", "tvpr", (5, 7, 7, 5, 3), 1e-4, 1),
+        # Ours on TVPR: R1 against a co-trained plain CNN, the confusion term at lambda 200, a faster filter,
+        # the ReID restarted every 100 iterations (50 steps on the frozen filter), 1.6x the iterations and
+        # the kept epoch chosen by a fresh attacker. 8-bit rounding inside training lost the detector here.
+        Variant("R7", "tvpr", (5, 7, 7, 5, 3), 1e-3, 1, privacy="confusion", reids=("cnn",), lam=200.0,
+                restart_every=100, restart_steps=50, epochs_factor=1.6, select="fresh"),
     ]
 }
+
+
+# `make run`: the thesis's first variant on each data set beside our best robust one, one training seed.
+QUICK_VARIANTS = ("S1", "S4", "R1", "R7")
+# `make full`: every variant, three training seeds.
+FULL_VARIANTS = tuple(VARIANTS)
 
 # Thesis learning rates (section 4.1) for the two networks the filter plays against.
 LEARNING_RATES = {
@@ -47,7 +90,7 @@ LEARNING_RATES = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Profile:
     name: str
     image_size: int          # squares detector images are image_size x image_size
@@ -69,19 +112,28 @@ class Profile:
     dataset: str = "squares"
     detector_size: tuple | None = None  # (height, width); squares: image_size x image_size
     pretrain_detector_lr: float | None = None  # notebook 03 only; None: the thesis rate
+    # "float32" | "mixed_bfloat16" | "auto" (bfloat16 where the CPU has AMX or AVX-512 BF16). cpu: float32,
+    # because at its sizes bfloat16 training measured about 2x slower here (benchmarks/train_step.py).
+    precision: str = "float32"
 
 
 PROFILES = {
     # The thesis's sizes. For a GPU: one squares batch costs about 8 s on our 2-core CPU.
-    "paper": Profile("paper", 160, 160, 20, 1.0, 60, 90, 12000, 12, 6001, 6000,
-                     20, 6, 720, 2.0, 4.0, 0.99),
+    "paper": Profile(name="paper", image_size=160, reid_size=160, square_size=20, alpha=1.0, batch_size=60,
+                     eval_batch_size=90, epochs=12000, batches_per_epoch=12, select_after=6001, pretrain_steps=6000,
+                     val_identities=20, val_images_per_identity=6, detector_val_images=720, heatmap_sigma=2.0,
+                     match_radius=4.0, bn_momentum=0.99, precision="auto"),
     # The same method scaled so a variant finishes in minutes on a 2-core laptop.
-    "cpu": Profile("cpu", 64, 32, 8, 0.35, 60, 90, 20, 12, 11, 800,
-                   20, 6, 720, 1.5, 2.0, 0.9),
+    "cpu": Profile(name="cpu", image_size=64, reid_size=32, square_size=8, alpha=0.35, batch_size=60,
+                   eval_batch_size=90, epochs=20, batches_per_epoch=12, select_after=11, pretrain_steps=800,
+                   val_identities=20, val_images_per_identity=6, detector_val_images=720, heatmap_sigma=1.5,
+                   match_radius=2.0, bn_momentum=0.9),
     # Tiny, for tests: seconds.
     # Validation and test sets keep the thesis's counts: at 32x32 they cost next to nothing.
-    "smoke": Profile("smoke", 32, 32, 4, 0.25, 20, 90, 3, 3, 2, 30,
-                     20, 6, 720, 1.0, 1.0, 0.9),
+    "smoke": Profile(name="smoke", image_size=32, reid_size=32, square_size=4, alpha=0.25, batch_size=20,
+                     eval_batch_size=90, epochs=3, batches_per_epoch=3, select_after=2, pretrain_steps=30,
+                     val_identities=20, val_images_per_identity=6, detector_val_images=720, heatmap_sigma=1.0,
+                     match_radius=1.0, bn_momentum=0.9),
 }
 
 
@@ -101,8 +153,6 @@ TVPR_SIZES = {
                   epochs=2, batches_per_epoch=2, select_after=2, pretrain_steps=10,
                   heatmap_sigma=1.0, match_radius=1.0, pretrain_detector_lr=1e-3),
 }
-DATASETS = ("squares", "tvpr")
-
 # The offline stand-in for TVPR (helpers.topview) that notebook 02 generates when no TVPR folder is
 # given: the thesis's 100 people in 23 videos at 640x480; the smoke profile draws fewer and smaller.
 STANDIN = {
@@ -118,8 +168,17 @@ def get_variant(name: str) -> Variant:
     return VARIANTS[name]
 
 
+def cpu_has_bfloat16() -> bool:
+    """Does this CPU report AMX or AVX-512 BF16 (Linux /proc/cpuinfo)?"""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
 def get_profile(name: str, dataset: str = "squares", **overrides) -> Profile:
-    """A profile's sizes for one data set; keyword overrides replace single fields."""
+    """A profile's sizes for one data set, its precision resolved; keyword overrides replace single fields."""
     if name not in PROFILES:
         raise KeyError(f"Unknown profile {name!r}; choose one of {sorted(PROFILES)}.")
     if dataset not in DATASETS:
@@ -127,49 +186,72 @@ def get_profile(name: str, dataset: str = "squares", **overrides) -> Profile:
     profile = PROFILES[name]
     if dataset == "tvpr":
         profile = replace(profile, dataset="tvpr", **TVPR_SIZES[name])
-    return replace(profile, **overrides) if overrides else profile
+    profile = replace(profile, **overrides) if overrides else profile
+    if profile.precision == "auto":
+        profile = replace(profile, precision="mixed_bfloat16" if cpu_has_bfloat16() else "float32")
+    return profile
 
 
-def baseline_name(dataset: str) -> str:
+def unfiltered_name(dataset: str) -> str:
     """results/<this>/ holds notebook 03's detector and ReID trained without a filter on `dataset`."""
     return "none" if dataset == "squares" else f"none_{dataset}"
 
 
-def run_name(variant: str, seed: int = 0) -> str:
+def run_name(variant: str, train_seed: int = 0) -> str:
     """The results/ folder of one training run: the variant's name for seed 0, <name>_seed<k> otherwise."""
-    return variant if int(seed) == 0 else f"{variant}_seed{int(seed)}"
+    return variant if int(train_seed) == 0 else f"{variant}_seed{int(train_seed)}"
 
 
-def run_dir(variant: str, seed: int = 0) -> Path:
-    return results_dir() / run_name(variant, seed)
+def run_dir(variant: str, train_seed: int = 0) -> Path:
+    return results_dir() / run_name(variant, train_seed)
 
 
-def finished_run(variant: str, seed: int, profile: str, data_seed: int) -> dict | None:
-    """The metrics.json of a finished run of notebook 04 with this profile, seed and data seed, else None."""
-    path = run_dir(variant, seed) / "metrics.json"
-    if not path.exists():
-        return None
-    m = json.loads(path.read_text())
-    same = (m.get("profile"), m.get("seed"), m.get("data_seed", m.get("seed"))) == (profile, seed, data_seed)
-    return m if same else None
+# The filter distance (thesis 4.2) measures a filter's AP against the unfiltered detector's AP. When that
+# AP is low, every filter looks close to the ideal point (a dead detector costs nothing): below this
+# floor the notebooks say the distance cannot rank filters on this data, and the summary marks it.
+DISTANCE_FLOOR_AP = 0.5
 
 
-# Notebook 06 (fresh attackers). Attackers train from scratch on transformed data for `reid_steps`
-# batches and the fresh detector for `detector_steps`; both are validated every `eval_every` steps and
-# the best validation step is kept. cpu sizes were chosen so that an attacker on unfiltered data has
-# plainly converged (see the README), not to save the filter from a longer attack.
+def distance_ranks(unfiltered_ap: float) -> bool:
+    """Can the filter distance rank filters, given the unfiltered detector's AP?"""
+    return unfiltered_ap is not None and unfiltered_ap >= DISTANCE_FLOOR_AP
+
+
+# Notebook 06 (fresh attackers). Attackers train from scratch on transformed data and the fresh detector
+# on transformed images; each is validated every `eval_every` steps, keeps its best validation step, and
+# stops once validation has not improved for `patience` evaluations, or at its cap (`reid_steps`,
+# `detector_steps`). Caps were set so that on untransformed data every network plateaus well before them
+# (the steps each used are in attack_summary.csv), not to save a filter from a longer attack.
 ATTACK = {
-    "squares": {"paper": dict(reid_steps=2000, detector_steps=1000, eval_every=100),
-                "cpu": dict(reid_steps=300, detector_steps=200, eval_every=50),
-                "smoke": dict(reid_steps=2, detector_steps=2, eval_every=2)},
-    "tvpr": {"paper": dict(reid_steps=5200, detector_steps=2600, eval_every=260),
-             "cpu": dict(reid_steps=800, detector_steps=200, eval_every=100),
-             "smoke": dict(reid_steps=2, detector_steps=2, eval_every=2)},
+    "squares": {"paper": dict(reid_steps=4000, detector_steps=2000, eval_every=100, patience=5),
+                "cpu": dict(reid_steps=800, detector_steps=800, eval_every=50, patience=4),
+                "smoke": dict(reid_steps=4, detector_steps=4, eval_every=2, patience=1)},
+    "tvpr": {"paper": dict(reid_steps=10400, detector_steps=5200, eval_every=260, patience=5),
+             "cpu": dict(reid_steps=2400, detector_steps=1600, eval_every=100, patience=5),
+             "smoke": dict(reid_steps=4, detector_steps=4, eval_every=2, patience=1)},
 }
 
-# Classic anonymisation baselines and their strengths, relative to the image so that one setting means
+# Notebook 04: the small fresh attacker (a plain-CNN ReID trained from scratch on the filter's 8-bit output
+# of training pairs, scored on validation pairs) that judges each candidate epoch, and the kept one of
+# every variant. `steps` updates, validated every `eval_every`; its best validation AUC is the figure.
+SELECTION = {
+    "squares": {"paper": dict(steps=200, eval_every=50), "cpu": dict(steps=100, eval_every=25),
+                "smoke": dict(steps=2, eval_every=2)},
+    "tvpr": {"paper": dict(steps=1000, eval_every=100), "cpu": dict(steps=300, eval_every=50),
+             "smoke": dict(steps=2, eval_every=2)},
+}
+
+
+def schedule(profile: Profile, variant: Variant) -> tuple[int, int]:
+    """(epochs, select_after) of a variant at a profile: the profile's, stretched by epochs_factor."""
+    epochs = max(1, round(profile.epochs * variant.epochs_factor))
+    select_after = min(epochs, 1 + round((profile.select_after - 1) * variant.epochs_factor))
+    return epochs, select_after
+
+
+# Classic anonymisation transforms and their strengths, relative to the image so that one setting means
 # the same at every profile's size: blur sigma and pixel-cell size are fractions of the image width.
-BASELINES = {
+CLASSIC_TRANSFORMS = {
     "none": {},
     "grey": {},                         # ITU-R BT.601 luma in all three channels
     "blur": {"sigma": 1 / 40},          # Gaussian, sigma = width / 40 (4 px at 160 px)

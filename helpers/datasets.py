@@ -73,6 +73,19 @@ def eval_sets(profile, seed: int = 0, data_dir=None) -> dict:
                 tvpr_pairs(prepared.reid[s], prepared.pairs[s], profile)) for s in ("val", "test")}
 
 
+SELECTION_SEED = 7919  # a second squares validation draw comes from data seed + this
+
+
+def selection_pairs(profile, seed: int = 0, data_dir=None) -> list:
+    """Validation pair sets the fresh selection attacker of notebook 04 is scored on: the validation
+    pairs, and on squares a second validation draw with other colours (a filter can map the 20
+    validation colours to one image and still leave others apart). Never the test set."""
+    val = eval_sets(profile, seed, data_dir)["val"][1]
+    if profile.dataset != "squares":
+        return [val]
+    return [val, squares.fixed_sets(profile, "val", seed + SELECTION_SEED)[1]]
+
+
 def _flip(images, axis_y: np.ndarray, axis_x: np.ndarray):
     out = images.copy()
     out[axis_y] = out[axis_y, ::-1]

@@ -4,8 +4,10 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from helpers import images as published
 from helpers import metrics
 from helpers.heatmaps import to_heatmap_coords
+from helpers.images import OUTPUTS
 
 
 def _batches(n: int, size: int):
@@ -22,14 +24,25 @@ def predict_heatmaps(nets, images: np.ndarray, batch_size: int, transform=None) 
     return np.concatenate(out)
 
 
-def predict_same(nets, pairs, batch_size: int, transform=None) -> np.ndarray:
+def predict_same(reid, pairs, batch_size: int, transform=None) -> np.ndarray:
     out = []
     for s, e in _batches(len(pairs), batch_size):
         a, b = pairs.images(s, e)
         if transform is not None:
             a, b = transform(tf.convert_to_tensor(a)), transform(tf.convert_to_tensor(b))
-        out.append(nets.reid([a, b], training=False).numpy().reshape(-1))
+        out.append(reid([a, b], training=False).numpy().reshape(-1))
     return np.concatenate(out)
+
+
+def filter_transform(filt, output: str = "float"):
+    """The filter in inference mode, its output rounded to 8 bits when output='uint8'; None: no filter."""
+    if output not in OUTPUTS:
+        raise ValueError(f"Unknown output {output!r}; use one of {OUTPUTS}.")
+    if filt is None:
+        return None
+    if output == "uint8":
+        return lambda x: published.quantize(filt(x, training=False))
+    return lambda x: filt(x, training=False)
 
 
 def detector_metrics(heat: np.ndarray, det_set, batch_size: int, radius: float) -> dict:
@@ -45,15 +58,26 @@ def detector_metrics(heat: np.ndarray, det_set, batch_size: int, radius: float) 
     }
 
 
-def evaluate(nets, det_set, pairs, batch_size: int, radius: float, baseline_ap: float | None = None,
-             keep_predictions: bool = False) -> dict:
-    """AP (thesis and ranked), ROC AUC and, given the unfiltered AP, the filter distance."""
-    transform = None if nets.filter is None else (lambda x: nets.filter(x, training=False))
+def strongest(aucs) -> int:
+    """Index of the ReID furthest from chance: an AUC far below 0.5 identifies people as well."""
+    return int(np.argmax([abs(a - 0.5) for a in aucs]))
+
+
+def evaluate(nets, det_set, pairs, batch_size: int, radius: float, unfiltered_ap: float | None = None,
+             keep_predictions: bool = False, output: str = "float") -> dict:
+    """AP (thesis and ranked), ROC AUC and, given the unfiltered AP, the filter distance.
+    With a pool of ReIDs, `reid_auc` is the strongest one's and `reid_auc_<i>` each member's."""
+    transform = filter_transform(nets.filter, output)
     heat = predict_heatmaps(nets, det_set.images, batch_size, transform)
-    same = predict_same(nets, pairs, batch_size, transform)
-    result = {**detector_metrics(heat, det_set, batch_size, radius), "reid_auc": metrics.roc_auc(pairs.labels, same)}
-    if baseline_ap is not None:
-        result["distance"] = metrics.filter_distance(result["reid_auc"], result["detector_ap"], baseline_ap)
+    scores = [predict_same(reid, pairs, batch_size, transform) for reid in nets.reids]
+    aucs = [metrics.roc_auc(pairs.labels, s) for s in scores]
+    k = strongest(aucs)
+    same = scores[k]
+    result = {**detector_metrics(heat, det_set, batch_size, radius), "reid_auc": aucs[k]}
+    if len(aucs) > 1:
+        result.update({f"reid_auc_{i}": a for i, a in enumerate(aucs)})
+    if unfiltered_ap is not None:
+        result["distance"] = metrics.filter_distance(result["reid_auc"], result["detector_ap"], unfiltered_ap)
     if keep_predictions:
         result["heatmaps"] = heat
         result["same_scores"] = same

@@ -58,8 +58,8 @@ def history_curves(history: list, keys, title: str = "", ax=None):
     return ax
 
 
-def ideal_point_plot(points: dict, baseline_ap: float, title: str, ax=None):
-    """Figures 5.1/5.2: each filter's (ReID AUC, detector AP) and the ideal point (0.5, AP without filter)."""
+def ideal_point_plot(points: dict, unfiltered_ap: float, title: str, ax=None):
+    """Figures 5.1/5.2: each filter's (ReID AUC, detector AP) and the ideal point (0.5, unfiltered AP)."""
     import seaborn as sns
     if ax is None:
         _, ax = plt.subplots(figsize=(4.5, 4))
@@ -69,7 +69,7 @@ def ideal_point_plot(points: dict, baseline_ap: float, title: str, ax=None):
     sns.scatterplot(x=xs, y=ys, hue=names, s=70, ax=ax)
     for n, x, y in zip(names, xs, ys):
         ax.annotate(n, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
-    ax.scatter([0.5], [baseline_ap], marker="D", s=80, color="k", label="ideal")
+    ax.scatter([0.5], [unfiltered_ap], marker="D", s=80, color="k", label="ideal")
     ax.set_xlim(0, 1.02)
     ax.set_ylim(-0.02, 1.05)
     ax.set_xlabel("ReID AUC-ROC")
@@ -92,7 +92,7 @@ def pareto_plot(points: dict, ideal: tuple, title: str, ax=None):
     seeds), the ideal point and the Pareto front."""
     if ax is None:
         _, ax = plt.subplots(figsize=(5, 4.3))
-    style = {"baseline": dict(marker="s", color="tab:grey"), "filter": dict(marker="o", color="tab:blue")}
+    style = {"classic": dict(marker="s", color="tab:grey"), "filter": dict(marker="o", color="tab:blue")}
     for name, p in points.items():
         ax.errorbar(p["auc"], p["ap"], xerr=p.get("auc_std", 0), yerr=p.get("ap_std", 0), ms=7, capsize=2,
                     lw=1, ls="none", **style[p["kind"]])

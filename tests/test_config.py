@@ -13,7 +13,10 @@ def test_variants_match_tables_4_1_and_4_2():
         (5, 7, 7, 5, 3), (3, 3, 3, 3, 3), (3, 5, 5, 3, 3), (7, 9, 9, 7, 3), (5, 7, 7, 5, 3), (5, 7, 7, 5, 3)]
     assert [v[f"R{i}"].filter_lr for i in range(1, 7)] == [5e-4, 5e-4, 5e-4, 5e-4, 5e-3, 1e-4]
     assert all(v[f"R{i}"].reid_steps == 1 and v[f"R{i}"].dataset == "tvpr" for i in range(1, 7))
-    assert all(x.reid == "mobilenet" for n, x in v.items() if n != "S3")  # the thesis's ReID everywhere
+    for name in config.THESIS_VARIANTS:  # the thesis's method everywhere else
+        x = v[name]
+        assert (x.reids, x.lam, x.reid_lr, x.filter_steps, x.restart_every, x.rounding, x.epochs_factor, x.select) == \
+            (("mobilenet",), 5.0, None, 1, 0, "none", 1.0, "co-trained"), name
 
 
 def test_run_folders_and_attack_settings():
@@ -21,8 +24,10 @@ def test_run_folders_and_attack_settings():
     for d in config.DATASETS:
         for name in config.PROFILES:
             a = config.ATTACK[d][name]
-            assert 0 < a["eval_every"] <= a["detector_steps"] <= a["reid_steps"]
-    assert {"none", "grey", "blur", "pixelate", "noise"} <= set(config.BASELINES)
+            assert 0 < a["eval_every"] <= min(a["detector_steps"], a["reid_steps"]) and a["patience"] >= 1
+            s = config.SELECTION[d][name]
+            assert 0 < s["eval_every"] <= s["steps"]
+    assert {"none", "grey", "blur", "pixelate", "noise"} <= set(config.CLASSIC_TRANSFORMS)
 
 
 def test_paper_profile_has_the_thesis_sizes():
@@ -40,6 +45,18 @@ def test_paper_profile_has_the_thesis_sizes():
 def test_unknown_names_are_rejected_with_the_choices():
     with pytest.raises(KeyError, match="S1"):
         config.get_variant("S9")
+    with pytest.raises(ValueError, match="entropy"):
+        config.Variant("X", "squares", (5, 7, 7, 5, 3), 1e-3, 1, privacy="mutual")
+    with pytest.raises(ValueError, match="cnn"):
+        config.Variant("X", "squares", (5, 7, 7, 5, 3), 1e-3, 1, reids=("vit",))
+
+
+def test_a_longer_variant_keeps_the_thesis_selection_window():
+    from dataclasses import replace
+    p = config.get_profile("cpu")
+    assert config.schedule(p, config.VARIANTS["S1"]) == (20, 11)
+    assert config.schedule(p, replace(config.VARIANTS["S1"], epochs_factor=2.5)) == (50, 26)
+    assert config.schedule(config.get_profile("paper"), config.VARIANTS["S1"]) == (12000, 6001)
     with pytest.raises(KeyError, match="smoke"):
         config.get_profile("laptop")
 

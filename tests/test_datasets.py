@@ -22,7 +22,7 @@ def test_tvpr_profiles_follow_the_thesis():
         p = config.get_profile(name, "tvpr")
         assert p.dataset == "tvpr" and all(s % 32 == 0 for s in p.detector_size)
     assert config.get_profile("cpu").dataset == "squares"
-    assert config.baseline_name("squares") == "none" and config.baseline_name("tvpr") == "none_tvpr"
+    assert config.unfiltered_name("squares") == "none" and config.unfiltered_name("tvpr") == "none_tvpr"
     with pytest.raises(KeyError, match="data set"):
         config.get_profile("cpu", "mnist")
 

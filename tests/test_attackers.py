@@ -1,0 +1,81 @@
+"""Fresh attackers and the fresh detector of notebook 06, and the selection attacker of notebook 04."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from helpers import attackers, squares, transforms
+
+
+def test_attackers_have_shared_or_separate_towers():
+    both = attackers.build_attacker("cnn", (32, 32, 3), 0.25, shared=True)
+    one = attackers.build_attacker("cnn", (32, 32, 3), 0.25, shared=False)
+    assert len(one.trainable_weights) == 2 * len(both.trainable_weights) - 2  # the Dense head is single
+    with pytest.raises(KeyError, match="mobilenet"):
+        attackers.build_attacker("vit", (32, 32, 3), 0.25)
+
+
+@pytest.fixture(scope="module")
+def cnn_attack(smoke_profile):
+    """The plain-CNN attackers on smoke squares, traced once for the tests below."""
+    sets = {s: squares.fixed_sets(smoke_profile, s, 0) for s in ("val", "test")}
+    settings = dict(reid_steps=40, detector_steps=2, eval_every=10, patience=None)
+    return attackers.Attack(smoke_profile, sets, squares.TrainingStream(smoke_profile, 1000), settings,
+                            attackers=("cnn",), sides=("both", "one"))
+
+
+def test_identity_leaks_and_constant_hides(cnn_attack):
+    leak = cnn_attack.run(transforms.classic("none"), seed=0)["reid"]["cnn/both"]
+    hidden = cnn_attack.run(transforms.constant(), seed=0)["reid"]["cnn/both"]
+    assert leak["test_auc"] > 0.85, leak  # on squares the colour is the identity
+    assert hidden["test_auc"] == pytest.approx(0.5, abs=0.02), hidden
+    assert 1 <= leak["best_step"] <= 40 and len(leak["history"]) == 4 and leak["steps"] == 40
+
+
+def test_attackers_restart_from_the_same_weights(cnn_attack):
+    t = cnn_attack.reid[("cnn", "both")]
+    t.reset(3)
+    w1 = [w.copy() for w in t.model.get_weights()]
+    t.step([np.zeros((4, 32, 32, 3), np.float32), np.ones((4, 32, 32, 3), np.float32)], np.ones(4, np.float32))
+    t.reset(3)
+    assert all(np.array_equal(a, b) for a, b in zip(w1, t.model.get_weights()))
+    assert all(float(tf.reduce_max(tf.abs(v))) == 0 for v in t.opt.variables if not v.path.endswith("learning_rate"))
+
+
+def test_attackers_trained_together_equal_attackers_trained_one_by_one(cnn_attack, smoke_profile):
+    sets = cnn_attack.sets
+    t = transforms.classic("grey")
+    fixed = {split: {s: attackers.transformed_pairs(sets[split][1], t, s) for s in ("both", "one")}
+             for split in ("val", "test")}
+    together = attackers.train_reids(cnn_attack.squad, cnn_attack.stream, t, fixed["val"], fixed["test"], 12, 4,
+                                     seed=5, patience=1)
+    alone = {}
+    for key, trainee in cnn_attack.reid.items():
+        squad = attackers.ReidSquad({key: trainee})
+        alone.update(attackers.train_reids(squad, cnn_attack.stream, t, fixed["val"], fixed["test"], 12, 4,
+                                           seed=5, patience=1))
+    for key in together:
+        assert together[key]["best_step"] == alone[key]["best_step"] and together[key]["steps"] == alone[key]["steps"]
+        assert together[key]["test_auc"] == pytest.approx(alone[key]["test_auc"], abs=1e-6)
+        np.testing.assert_allclose([h["val_auc"] for h in together[key]["history"]],
+                                   [h["val_auc"] for h in alone[key]["history"]], atol=1e-6)
+
+
+def test_patience_stops_a_network_that_no_longer_improves(cnn_attack):
+    sets = cnn_attack.sets
+    t = transforms.constant()  # nothing to learn: validation AUC stays 0.5 and never improves
+    fixed = {s: attackers.transformed_pairs(sets["val"][1], t, s) for s in ("both", "one")}
+    out = attackers.train_reids(cnn_attack.squad, cnn_attack.stream, t, fixed, None, 40, 2, seed=0, patience=2)
+    both = out["cnn/both"]  # (with image b original, noise in b can still nudge the AUC)
+    assert (both["steps"], both["best_step"], both["val_auc"]) == (6, 2, 0.5) and "test_auc" not in both, both
+    assert all(r["steps"] < 40 or r["best_step"] > 30 for r in out.values())
+
+
+def test_the_selection_attacker_scores_validation_pairs_only(smoke_profile, monkeypatch):
+    val = squares.fixed_sets(smoke_profile, "val", 0)[1]
+    selector = attackers.SelectionAttack(smoke_profile, squares.TrainingStream(smoke_profile, 7), val, 4, 2)
+    seen = []
+    real = attackers.transformed_pairs
+    monkeypatch.setattr(attackers, "transformed_pairs", lambda pairs, *a, **k: seen.append(pairs) or real(pairs, *a, **k))
+    out = selector(transforms.classic("none").published("uint8"))
+    assert set(out) == {"fresh_val_auc", "fresh_best_step"} and 0.0 <= out["fresh_val_auc"] <= 1.0
+    assert seen == [val]  # the only fixed pairs it ever scores
