@@ -26,10 +26,10 @@ run: venv
 # Every variant (config.FULL_VARIANTS: S1, S2, S2c, ... R1-R6, ...) with training seeds 0, 1 and 2.
 full: venv
 	$(PY) -m helpers.batch $$($(PY) -c "from helpers import config; print(*config.FULL_VARIANTS)") \
-		--seeds 0 1 2 --profile $(PROFILE) $(if $(TVPR_RAW),--tvpr-raw $(TVPR_RAW))
+		--seeds 0 1 2 --attack-outputs uint8 float --profile $(PROFILE) $(if $(TVPR_RAW),--tvpr-raw $(TVPR_RAW))
 
 test: venv
-	$(PY) -m pytest --nbval-lax -q
+	$(PY) -m pytest --nbval-lax -q -n 2
 
 clean:
 	rm -rf $(VENV) results data/squares data/tvpr data/topview_raw

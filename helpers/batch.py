@@ -149,6 +149,9 @@ def main(argv=None) -> int:
                         "notebook 02 (default: the offline stand-in)")
     parser.add_argument("--no-evaluation", action="store_true", help="skip notebooks 05 and 07")
     parser.add_argument("--no-attack", action="store_true", help="skip notebook 06 (fresh attackers)")
+    parser.add_argument("--attack-outputs", nargs="+", default=["uint8"], choices=["uint8", "float"],
+                        help="what notebook 06 attacks of each filter: the published 8-bit output (default) "
+                             "and/or the float output")
     parser.add_argument("--verbose", action="store_true", help="show the kernels' output and papermill's progress bars")
     args = parser.parse_args(argv)
     for v in args.variants:
@@ -174,7 +177,8 @@ def main(argv=None) -> int:
     if not args.no_evaluation:  # 05 reports every finished run of these variants and seeds
         todo.append(("05 evaluation", "05_evaluation", executed / "05_evaluation.ipynb", common))
     if not args.no_attack:
-        todo.append(("06 attack", "06_attack_the_filter", executed / "06_attack_the_filter.ipynb", common))
+        todo.append(("06 attack", "06_attack_the_filter", executed / "06_attack_the_filter.ipynb",
+                     {**common, "OUTPUTS": args.attack_outputs}))
     if not args.no_evaluation:
         todo.append(("07 anonymise", "07_anonymise_and_export", executed / "07_anonymise_and_export.ipynb", common))
     plan.total = len(todo)

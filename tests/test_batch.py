@@ -71,7 +71,7 @@ def test_seeds_run_per_variant_keep_finished_runs_and_reach_the_attack(tmp_path,
     assert trained == [("S1", 0, "S1"), ("S2", 0, "S2"), ("S2", 1, "S2_seed1")]  # S2 of another profile: again
     attack = [p for n, _, p in calls if n == "06_attack_the_filter"]
     assert attack == [{"PROFILE": "smoke", "DATA_SEED": 0, "TRAIN_SEEDS": [0, 1], "VARIANTS": ["S1", "S2"],
-                       "DATASETS": ["squares"]}]
+                       "DATASETS": ["squares"], "OUTPUTS": ["uint8"]}]  # the published output unless asked
     assert [n for n, _, _ in calls][-3:] == ["05_evaluation", "06_attack_the_filter", "07_anonymise_and_export"]
     out = capsys.readouterr().out
     assert "[1/6] 04 S1 ... 0.5 min" in out and "total" in out

@@ -131,21 +131,33 @@ def test_the_filter_fights_the_strongest_reid_of_a_pool(smoke_profile):
     assert int(strongest) == 0 and float(privacy) == pytest.approx(float(terms[0]), rel=1e-5)
 
 
-def test_one_traced_iteration_equals_the_three_separate_steps(smoke_profile):
-    # Same start, same batch, float32: the fused call and the three named steps agree.
+def state_of(steps):
+    """Every weight and optimiser variable of `steps`, as arrays (a process's whole training state)."""
+    variables = [v for m in (steps.nets.filter, steps.nets.detector, *steps.nets.reids) for v in m.weights]
+    variables += [v for o in (steps.opt_filter, steps.opt_detector, *steps.opt_reids) for v in o.variables]
+    return variables, [v.numpy() for v in variables]
+
+
+def test_one_traced_iteration_equals_the_three_separate_steps(trained_steps, smoke_profile):
+    # Same start, same batch, float32: the fused call and the three named steps agree. One set of networks
+    # (the fixture's, whose iteration is already traced) runs both paths from the same saved state.
+    steps, _ = trained_steps
     batch = batch_of(smoke_profile, 7)
-    fused, separate = fresh_steps(smoke_profile, 1), fresh_steps(smoke_profile, 1)
-    out = {k: float(v) for k, v in fused.iteration(*batch, reid_steps=2, filter_steps=1).items()}
-    d = float(separate.detector_step(batch[0], batch[1]))
+    variables, start = state_of(steps)
+    out = {k: float(v) for k, v in steps.iteration(*batch, reid_steps=2, filter_steps=1).items()}
+    _, after_fused = state_of(steps)
+    for v, value in zip(variables, start):
+        v.assign(value)
+    d = float(steps.detector_step(batch[0], batch[1]))
     for _ in range(2):
-        r = float(separate.reid_step(*batch[2:]))
-    f, u, p = (float(x) for x in separate.filter_step(*batch))
+        r = float(steps.reid_step(*batch[2:]))
+    f, u, p = (float(x) for x in steps.filter_step(*batch))
     np.testing.assert_allclose([out["detector"], out["reid"], out["filter"], out["filter_mse"], out["filter_privacy"]],
                                [d, r, f, u, p], rtol=1e-4, atol=1e-6)
-    for m1, m2 in zip((fused.nets.filter, fused.nets.detector, fused.nets.reid),
-                      (separate.nets.filter, separate.nets.detector, separate.nets.reid)):
-        for v1, v2 in zip(m1.weights, m2.weights):
-            np.testing.assert_allclose(v1.numpy(), v2.numpy(), rtol=1e-4, atol=1e-5)
+    _, after_separate = state_of(steps)
+    assert len(after_fused) == len(after_separate) > 100
+    for v1, v2 in zip(after_fused, after_separate):
+        np.testing.assert_allclose(v1, v2, rtol=1e-4, atol=1e-5)
 
 
 def test_a_restart_reinitialises_weights_and_optimiser(smoke_profile):
@@ -161,10 +173,11 @@ def test_a_restart_reinitialises_weights_and_optimiser(smoke_profile):
     for opt in steps.opt_reids:
         assert all(float(tf.reduce_max(tf.abs(v))) == 0 for v in opt.variables if not v.path.endswith("learning_rate"))
     assert all(np.array_equal(a, b) for a, b in zip(filt_before, steps.nets.filter.get_weights()))
-    again = fresh_steps(smoke_profile, reids=("cnn", "cnn"))
-    again.restart_reids(seed=11)  # the same seed draws the same new start
-    for r1, r2 in zip(steps.nets.reids, again.nets.reids):
-        assert all(np.array_equal(a, b) for a, b in zip(r1.get_weights(), r2.get_weights()))
+    restarted = [r.get_weights() for r in steps.nets.reids]
+    steps.iteration(*batch)
+    steps.restart_reids(seed=11)  # the same seed draws the same new start
+    for r, w in zip(steps.nets.reids, restarted):
+        assert all(np.array_equal(a, b) for a, b in zip(w, r.get_weights()))
 
 
 def test_rounding_matches_the_command_and_passes_gradients():
@@ -188,24 +201,34 @@ def test_with_rounding_the_adversaries_learn_on_8_bit_images(smoke_profile):
 
 
 def test_interrupt_and_resume_reaches_the_same_state(tmp_path, smoke_profile):
-    def run(out, epochs, seed=0):
-        steps = fresh_steps(smoke_profile, seed, reids=("cnn",))
+    # One set of networks plays three processes (tracing costs more than the training): each "process"
+    # starts from its own weights and optimiser state, and the checkpoint must decide where it continues.
+    steps = fresh_steps(smoke_profile, 0, reids=("cnn",))
+    variables, start = state_of(steps)
+
+    def run(out, epochs, init_seed=None):
+        for v, value in zip(variables, start):
+            v.assign(value)
+        for opt in (steps.opt_filter, steps.opt_detector, *steps.opt_reids):
+            training.reset_optimizer(opt)  # Adam with zero moments and step count: a fresh optimiser
+        if init_seed is not None:  # a new process with another random start
+            for m in (steps.nets.filter, steps.nets.detector, *steps.nets.reids):
+                training.reinitialise(m, init_seed)
         scores = iter(range(100))
         loop = training.Loop(steps, squares.TrainingStream(smoke_profile, 0),
                              lambda epoch: {"distance": float(next(scores) % 3)}, out, 2, reid_steps=2,
                              restart_every=3, restart_steps=2, seed=4)
         loop.fit(epochs, progress=False)
-        return steps, loop
+        return loop, state_of(steps)[1]
 
-    whole, whole_loop = run(tmp_path / "whole", 3)
-    run(tmp_path / "split", 2)                      # "interrupted" after two epochs
-    resumed, resumed_loop = run(tmp_path / "split", 3, seed=5)  # new process, other init: the checkpoint wins
+    whole_loop, whole = run(tmp_path / "whole", 3)
+    assert int(steps.opt_filter.iterations) == 6
+    run(tmp_path / "split", 2)                                    # "interrupted" after two epochs
+    resumed_loop, resumed = run(tmp_path / "split", 3, init_seed=5)  # the checkpoint wins over the new start
     assert resumed_loop.state.epoch == 3 and len(resumed_loop.state.history) == 3
-    for m1, m2 in zip((whole.nets.filter, whole.nets.detector, *whole.nets.reids),
-                      (resumed.nets.filter, resumed.nets.detector, *resumed.nets.reids)):
-        for v1, v2 in zip(m1.weights, m2.weights):
-            np.testing.assert_allclose(v1.numpy(), v2.numpy(), rtol=1e-4, atol=1e-5)
-    assert int(whole.opt_filter.iterations) == int(resumed.opt_filter.iterations) == 6
+    assert not np.allclose(whole[0], start[0])  # training moved the weights being compared
+    for v1, v2 in zip(whole, resumed):
+        np.testing.assert_allclose(v1, v2, rtol=1e-4, atol=1e-5)
     assert whole_loop.state.best_epoch == resumed_loop.state.best_epoch
     saved = json.loads((tmp_path / "split" / "checkpoints" / "loop_state.json").read_text())
     assert saved["epoch"] == 3
