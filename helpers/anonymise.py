@@ -3,7 +3,9 @@
     python -m helpers.anonymise --filter results/S1/filter.keras photo.jpg frames/ clip.mp4 --out anonymised/
 
 Every output keeps its input's name and size (videos: also frame rate and frame count). A folder's
-images keep their relative paths under DIR/<folder name>/. Inputs are never overwritten.
+images keep their relative paths under DIR/<folder name>/. Inputs are never overwritten. Every input and
+the output folder are checked before anything is written; each file is written under a temporary name
+and renamed when complete, so a file with an output's name is always whole. Exit code 2 on bad input.
 """
 from __future__ import annotations
 
@@ -20,10 +22,43 @@ from helpers.images import to_uint8
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".m4v"}
 FOURCC = {".avi": "MJPG", ".mkv": "MJPG"}  # everything else is written as MPEG-4 part 2 ("mp4v")
+MAX_PIXELS = 40_000_000  # larger images: split them into tiles first (memory grows with the image)
 
 
 class InputError(ValueError):
-    """An input the command cannot use; the message names the file."""
+    """An input (or an output folder) the command cannot use; the message names the file."""
+
+
+def partial_name(path: Path) -> Path:
+    """Where `path` is written until it is complete (same folder, same suffix, hidden)."""
+    return path.with_name(f".{path.stem}.partial{path.suffix}")
+
+
+def write_whole(path: Path, write) -> None:
+    """write(temporary path), then rename to `path`; a failed write leaves nothing behind."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = partial_name(path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise InputError(f"{path}: cannot write it ({err.strerror or err}); check the free space and "
+                         "permissions of the --out folder.") from err
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def check_writable(out_dir: Path) -> None:
+    import tempfile
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out_dir, prefix=".write-test-"):
+            pass
+    except OSError as err:
+        raise InputError(f"{out_dir}: cannot write here ({err.strerror or err}); choose another --out "
+                         "folder.") from err
 
 
 @dataclass(frozen=True)
@@ -68,21 +103,33 @@ def plan(inputs, out_dir) -> list[Job]:
 
 
 def read_image(path: Path) -> np.ndarray:
-    """(H, W, 3) float32 in [0, 1]; greyscale and alpha images are converted to RGB."""
+    """(H, W, 3) float32 in [0, 1]; greyscale, palette and alpha images become RGB (alpha is dropped),
+    16-bit images are scaled from [0, 65535]."""
+    import warnings
     from PIL import Image, UnidentifiedImageError
     try:
-        with Image.open(path) as img:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # MAX_PIXELS decides below
+            img = Image.open(path)
+        with img:
+            if img.width * img.height > MAX_PIXELS:
+                raise InputError(f"{path}: {img.width}x{img.height} pixels is more than {MAX_PIXELS:,}; split "
+                                 "it into tiles and anonymise those.")
+            if img.mode.startswith("I;16") or img.mode == "I":
+                grey = np.asarray(img, dtype=np.float32) / 65535.0
+                return np.repeat(np.clip(grey, 0, 1)[..., None], 3, axis=-1)
             return np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
-    except (UnidentifiedImageError, OSError, ValueError) as err:
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as err:
+        if isinstance(err, InputError):
+            raise
         raise InputError(f"{path}: cannot read this image ({err}).") from err
 
 
 def write_image(image: np.ndarray, path: Path) -> None:
     from PIL import Image
-    path.parent.mkdir(parents=True, exist_ok=True)
     pixels = to_uint8(image)
     options = {"quality": 95} if path.suffix.lower() in (".jpg", ".jpeg") else {}
-    Image.fromarray(pixels).save(path, **options)
+    write_whole(path, lambda tmp: Image.fromarray(pixels).save(tmp, **options))
 
 
 def open_video(path: Path):
@@ -111,13 +158,23 @@ def video_info(path: Path) -> dict:
 
 def anonymise_video(apply, source: Path, target: Path, batch_size: int = 8, progress=None) -> int:
     """Filter every frame of `source` into `target` at the same frame rate and size; returns frames written."""
+    written = 0
+
+    def write(tmp):
+        nonlocal written
+        written = _filter_video(apply, source, tmp, target, batch_size, progress)
+
+    write_whole(target, write)
+    return written
+
+
+def _filter_video(apply, source: Path, tmp: Path, target: Path, batch_size, progress) -> int:
     import cv2
     capture = open_video(source)
     fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
     width, height = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
-    target.parent.mkdir(parents=True, exist_ok=True)
     fourcc = cv2.VideoWriter_fourcc(*FOURCC.get(target.suffix.lower(), "mp4v"))
-    writer = cv2.VideoWriter(str(target), fourcc, fps, (width, height))
+    writer = cv2.VideoWriter(str(tmp), fourcc, fps, (width, height))
     if not writer.isOpened():
         capture.release()
         raise InputError(f"{target}: OpenCV cannot write this video format.")
@@ -138,6 +195,9 @@ def anonymise_video(apply, source: Path, target: Path, batch_size: int = 8, prog
             ok, frame = capture.read()
             if not ok:
                 break
+            if frame.shape[:2] != (height, width):
+                raise InputError(f"{source}: frame {written + len(frames) + 1} is {frame.shape[1]}x"
+                                 f"{frame.shape[0]}, the video {width}x{height}; frames must keep one size.")
             frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0)
             if len(frames) == batch_size:
                 flush(frames)
@@ -154,7 +214,18 @@ def filter_function(path):
     """The trained filter as a function of float32 (N, H, W, 3) images in [0, 1]."""
     from helpers.export import keras_function
     from helpers.models import load
-    return keras_function(load(path))
+    path = Path(path)
+    if not path.exists():
+        return keras_function(load(path))  # FileNotFoundError naming the notebook that writes it
+    try:
+        filt = load(path)
+    except Exception as err:  # Keras raises many kinds for a file that is not a model
+        raise InputError(f"{path}: not a filter saved by notebook 04 ({type(err).__name__}: {err}).") from err
+    shapes = (getattr(filt, "input_shape", None), getattr(filt, "output_shape", None))
+    if any(not isinstance(s, tuple) or len(s) != 4 or s[-1] != 3 for s in shapes):
+        raise InputError(f"{path}: a model from {shapes[0]} to {shapes[1]}, not a filter (images with 3 "
+                         "channels in and out); use the filter.keras of a notebook 04 run.")
+    return keras_function(filt)
 
 
 def run(filter_path, inputs, out_dir, batch_size: int = 8, show_progress: bool = True) -> list[Job]:
@@ -162,13 +233,14 @@ def run(filter_path, inputs, out_dir, batch_size: int = 8, show_progress: bool =
     from tqdm.auto import tqdm
     jobs = plan(inputs, out_dir)
     total = 0
+    apply = filter_function(filter_path)
     for job in jobs:  # fail on a bad file before spending minutes on the good ones
         if job.kind == "image":
             read_image(job.source)
             total += 1
         else:
             total += max(video_info(job.source)["frames"], 1)
-    apply = filter_function(filter_path)
+    check_writable(Path(out_dir))
     with tqdm(total=total, unit="frame", disable=not show_progress) as bar:
         for job in jobs:
             bar.set_postfix_str(job.source.name)

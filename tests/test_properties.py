@@ -1,0 +1,85 @@
+"""Property-based tests (hypothesis): the metrics and the annotation parser on inputs nobody wrote by hand."""
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from helpers import metrics, tvpr
+
+unit = st.floats(0.0, 1.0, allow_nan=False)
+points = st.lists(st.tuples(unit, unit), min_size=1, max_size=30)
+quick = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@quick
+@given(points, st.randoms(use_true_random=False))
+def test_interpolated_ap_is_in_0_1_and_ignores_the_order_of_batches(pr, rnd):
+    p, r = zip(*pr)
+    ap = metrics.interpolated_ap(p, r)
+    assert 0.0 <= ap <= 1.0
+    shuffled = list(pr)
+    rnd.shuffle(shuffled)
+    assert metrics.interpolated_ap(*zip(*shuffled)) == pytest.approx(ap, abs=1e-12)
+    assert ap <= max(r) + 1e-12  # the curve ends at the largest recall measured
+
+
+@quick
+@given(st.lists(st.tuples(st.integers(2, 13), st.integers(2, 13)), min_size=1, max_size=6), unit)
+def test_ranked_ap_is_in_0_1_and_one_for_peaks_on_every_centre(centres, noise):
+    size = 16
+    yy, xx = np.mgrid[0:size, 0:size]
+    maps = []
+    for x, y in centres:  # one object per image; its heatmap is a Gaussian peaking on the centre
+        maps.append(np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / 2.0)[..., None])
+    true = np.array(centres, np.float64)
+    assert metrics.ranked_ap(np.stack(maps), true, radius=1.0)["ap"] == pytest.approx(1.0)
+    rng = np.random.default_rng(int(noise * 1e6))
+    other = rng.random((len(centres), size, size, 1))
+    assert 0.0 <= metrics.ranked_ap(other, true, radius=1.0)["ap"] <= 1.0
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(unit, min_size=2, max_size=40), st.data())
+def test_the_auc_of_a_perfect_ranking_is_one_and_of_the_reversed_ranking_zero(scores, data):
+    labels = data.draw(st.lists(st.booleans(), min_size=len(scores), max_size=len(scores)))
+    if all(labels) or not any(labels):
+        labels[0] = not labels[0]
+    labels = np.array(labels, np.float32)
+    perfect = 0.6 + 0.4 * np.array(scores) * labels - 0.6 * (1 - labels)  # every positive above every negative
+    perfect = np.where(labels > 0, np.maximum(perfect, 0.75), np.minimum(perfect + 0.6, 0.25))
+    assert metrics.roc_auc(labels, perfect) == pytest.approx(1.0, abs=1e-6)
+    assert metrics.roc_auc(labels, 1.0 - perfect) == pytest.approx(0.0, abs=1e-6)
+
+
+@quick
+@given(unit, unit, unit)
+def test_the_filter_distance_is_zero_only_at_the_ideal_point(auc, ap, unfiltered):
+    d = metrics.filter_distance(auc, ap, unfiltered)
+    assert d >= 0 and metrics.filter_distance(0.5, unfiltered, unfiltered) == 0
+    assert (d == 0) == (auc == 0.5 and ap == unfiltered)
+
+
+names = st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=20).map(str.strip).filter(bool)
+boxes = st.builds(tvpr.Box, names, st.integers(0, 10**6), st.integers(0, 10**4), st.integers(0, 4000),
+                  st.integers(0, 4000), st.integers(1, 1000))
+
+
+@quick
+@given(st.lists(boxes, max_size=20))
+def test_annotations_survive_a_write_and_read_round_trip(tmp_path_factory, written):
+    path = tmp_path_factory.mktemp("csv") / "annotations.csv"
+    tvpr.write_annotations(path, written)
+    assert tvpr.read_annotations(path) == written  # names with commas, quotes and any script included
+
+
+@quick
+@given(st.text(max_size=300))
+def test_any_text_parses_or_fails_with_a_message_naming_file_and_line(tmp_path_factory, body):
+    path = tmp_path_factory.mktemp("csv") / "annotations.csv"
+    path.write_text(",".join(tvpr.ANNOTATION_COLUMNS) + "\n" + body, encoding="utf-8")
+    try:
+        result = tvpr.read_annotations(path)
+    except tvpr.AnnotationError as err:
+        assert str(path) in str(err) and ", line " in str(err)
+    else:
+        assert all(isinstance(b, tvpr.Box) and b.video for b in result)
