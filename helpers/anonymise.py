@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from helpers.files import write_atomically
 from helpers.images import to_uint8
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
@@ -29,25 +30,13 @@ class InputError(ValueError):
     """An input (or an output folder) the command cannot use; the message names the file."""
 
 
-def partial_name(path: Path) -> Path:
-    """Where `path` is written until it is complete (same folder, same suffix, hidden)."""
-    return path.with_name(f".{path.stem}.partial{path.suffix}")
-
-
 def write_whole(path: Path, write) -> None:
-    """write(temporary path), then rename to `path`; a failed write leaves nothing behind."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = partial_name(path)
+    """files.write_atomically, with a failure to write reported as the command's error."""
     try:
-        write(tmp)
-        os.replace(tmp, path)
+        write_atomically(path, write)
     except OSError as err:
-        tmp.unlink(missing_ok=True)
         raise InputError(f"{path}: cannot write it ({err.strerror or err}); check the free space and "
                          "permissions of the --out folder.") from err
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def check_writable(out_dir: Path) -> None:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from helpers import config, report, runs
 
-NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOKS = config.REPO / "notebooks"
 
 
 class NotebookFailed(RuntimeError):

@@ -265,10 +265,13 @@ def default_profile() -> str:
     return os.environ.get("ANON_PROFILE", "cpu")
 
 
+REPO = Path(__file__).resolve().parent.parent  # the repository: notebooks/, README.md, RESULTS.md
+
+
 def project_root() -> Path:
     """Where data/ and results/ live: ANON_ROOT if set (tests use a temporary folder), else the repo."""
     env = os.environ.get("ANON_ROOT")
-    return Path(env) if env else Path(__file__).resolve().parent.parent
+    return Path(env) if env else REPO
 
 
 def data_dir() -> Path:

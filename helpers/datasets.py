@@ -76,11 +76,12 @@ def eval_sets(profile, seed: int = 0, data_dir=None) -> dict:
 SELECTION_SEED = 7919  # a second squares validation draw comes from data seed + this
 
 
-def selection_pairs(profile, seed: int = 0, data_dir=None) -> list:
+def selection_pairs(profile, seed: int = 0, data_dir=None, val=None) -> list:
     """Validation pair sets the fresh selection attacker of notebook 04 is scored on: the validation
-    pairs, and on squares a second validation draw with other colours (a filter can map the 20
-    validation colours to one image and still leave others apart). Never the test set."""
-    val = eval_sets(profile, seed, data_dir)["val"][1]
+    pairs (`val`, if already loaded), and on squares a second validation draw with other colours (a
+    filter can map the 20 validation colours to one image and still leave others apart). Never the test set."""
+    if val is None:
+        val = eval_sets(profile, seed, data_dir)["val"][1]
     if profile.dataset != "squares":
         return [val]
     return [val, squares.fixed_sets(profile, "val", seed + SELECTION_SEED)[1]]

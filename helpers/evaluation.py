@@ -4,10 +4,9 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from helpers import images as published
 from helpers import metrics
 from helpers.heatmaps import to_heatmap_coords
-from helpers.images import OUTPUTS
+from helpers.images import check_output, quantize
 
 
 def _batches(n: int, size: int):
@@ -36,12 +35,11 @@ def predict_same(reid, pairs, batch_size: int, transform=None) -> np.ndarray:
 
 def filter_transform(filt, output: str = "float"):
     """The filter in inference mode, its output rounded to 8 bits when output='uint8'; None: no filter."""
-    if output not in OUTPUTS:
-        raise ValueError(f"Unknown output {output!r}; use one of {OUTPUTS}.")
+    check_output(output)
     if filt is None:
         return None
     if output == "uint8":
-        return lambda x: published.quantize(filt(x, training=False))
+        return lambda x: quantize(filt(x, training=False))
     return lambda x: filt(x, training=False)
 
 
@@ -61,6 +59,12 @@ def detector_metrics(heat: np.ndarray, det_set, batch_size: int, radius: float) 
 def strongest(aucs) -> int:
     """Index of the ReID furthest from chance: an AUC far below 0.5 identifies people as well."""
     return int(np.argmax([abs(a - 0.5) for a in aucs]))
+
+
+def detector_ap(nets, det_set, batch_size: int, radius: float, output: str = "float") -> float:
+    """The thesis's AP alone (no ReID scoring) on the filter's float or 8-bit output."""
+    heat = predict_heatmaps(nets, det_set.images, batch_size, filter_transform(nets.filter, output))
+    return detector_metrics(heat, det_set, batch_size, radius)["detector_ap"]
 
 
 def evaluate(nets, det_set, pairs, batch_size: int, radius: float, unfiltered_ap: float | None = None,

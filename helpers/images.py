@@ -6,6 +6,12 @@ import numpy as np
 OUTPUTS = ("float", "uint8")  # a filter's output as computed, or as the anonymise command writes it
 
 
+def check_output(output: str) -> str:
+    if output not in OUTPUTS:
+        raise ValueError(f"Unknown output {output!r}; use one of {OUTPUTS}.")
+    return output
+
+
 def to_uint8(images) -> np.ndarray:
     """Float images in [0, 1] to the 8-bit pixels the anonymise command writes (round half to even)."""
     return np.clip(np.round(np.asarray(images, np.float32) * np.float32(255.0)), 0, 255).astype(np.uint8)

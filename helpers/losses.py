@@ -20,6 +20,12 @@ def bce(y_true, y_pred):
     return -tf.reduce_mean(y_true * tf.math.log(p) + (1.0 - y_true) * tf.math.log(1.0 - p))
 
 
+def check_privacy(kind: str) -> str:
+    if kind not in PRIVACY_TERMS:
+        raise ValueError(f"Unknown privacy term {kind!r}; use one of {PRIVACY_TERMS}.")
+    return kind
+
+
 def privacy_loss(kind: str, same_true, same_pred, lam: float):
     """The filter's privacy term, to be minimised by the filter; its scale is 1/lambda.
 
@@ -36,4 +42,4 @@ def privacy_loss(kind: str, same_true, same_pred, lam: float):
     if kind == "entropy":
         p = tf.clip_by_value(tf.reshape(tf.cast(same_pred, tf.float32), (-1,)), _EPS, 1.0 - _EPS)
         return tf.reduce_mean(p * tf.math.log(p) + (1.0 - p) * tf.math.log(1.0 - p)) / lam
-    raise ValueError(f"Unknown privacy term {kind!r}; use one of {PRIVACY_TERMS}.")
+    check_privacy(kind)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from helpers import config
 
-NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOKS = config.REPO / "notebooks"
 
 
 def shrink_png(data: str, max_width: int = 800, colours: int = 64, keep_below: int = 40_000) -> str:
@@ -59,7 +59,7 @@ def clean_for_commit(nb_path: Path, target: Path) -> Path:
 def publish(results: Path, variant: str = "S1") -> list[Path]:
     """Put the outputs of a finished `make run` into notebooks/ so readers see results without running."""
     sources = {"01_synthetic_squares": results / "notebooks", "02_prepare_tvpr": results / "notebooks",
-               "03_networks": results / "notebooks", "04_adversarial_training": config.run_dir(variant, 0),
+               "03_networks": results / "notebooks", "04_adversarial_training": results / config.run_name(variant),
                "05_evaluation": results / "notebooks", "06_attack_the_filter": results / "notebooks",
                "07_anonymise_and_export": results / "notebooks"}
     done = []
@@ -79,8 +79,7 @@ def main(argv=None) -> int:
     from helpers import report
     for path in publish(config.results_dir(), args.variant):
         print("published", path)
-    (NOTEBOOKS.parent / "RESULTS.md").write_text(report.results_markdown(config.results_dir()))
-    print("written", NOTEBOOKS.parent / "RESULTS.md")
+    print("written", report.write_results())
     return 0
 
 

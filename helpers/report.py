@@ -4,6 +4,7 @@ their seed means, strongest attackers and best filters. Every choice here reads 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 from helpers import config, metrics, runs
 
@@ -38,12 +39,11 @@ def write_summary(results=None, minutes: dict | None = None, header: str = "") -
     """results/summary.csv and summary.md from every finished run; returns (csv path, markdown).
     `minutes`: {notebook run: minutes} of this batch, listed in summary.md; `header`: its first lines."""
     import pandas as pd
-    from pathlib import Path
     results = Path(results) if results is not None else config.results_dir()
     df = pd.DataFrame(summary_rows(results), columns=SUMMARY_COLUMNS)
     df = df.sort_values(by=["dataset", "variant", "train_seed"],
                         key=lambda s: s.map(lambda v: (v != "none", str(v)) if s.name == "variant" else v))
-    df.to_csv(results / "summary.csv", index=False)
+    runs.write_csv(results / "summary.csv", df)
     md = df.round(3).to_markdown(index=False)
     if not df.empty and not df.distance_ranks.all():
         md += (f"\n\nRows with distance_ranks = False: the unfiltered detector's AP is below "
@@ -105,11 +105,6 @@ def strongest(agg, sides: str):
     return a.loc[a.groupby(keys, sort=False).fresh_val_auc_mean.idxmax()]
 
 
-def fresh_distance(auc: float, ap: float, unfiltered_ap: float) -> float:
-    """The thesis's distance with fresh figures: to (0.5, the fresh detector's AP on untransformed images)."""
-    return metrics.filter_distance(auc, ap, unfiltered_ap)
-
-
 def best_filter(agg, dataset: str, output: str = "uint8", sides: str = "both", filters=None):
     """The filter variant closest to the ideal point by *validation* figures (strongest attacker's mean
     validation AUC, fresh detector's mean validation AP); returns (name, validation distance) or None."""
@@ -121,7 +116,7 @@ def best_filter(agg, dataset: str, output: str = "uint8", sides: str = "both", f
     if not names:
         return None
     ideal = s.loc["none", "fresh_val_ap_mean"]
-    dist = {n: fresh_distance(s.loc[n, "fresh_val_auc_mean"], s.loc[n, "fresh_val_ap_mean"], ideal) for n in names}
+    dist = {n: metrics.filter_distance(s.loc[n, "fresh_val_auc_mean"], s.loc[n, "fresh_val_ap_mean"], ideal) for n in names}
     name = min(dist, key=lambda n: (dist[n], n))
     return name, dist[name]
 
@@ -175,7 +170,6 @@ def _table(df) -> str:
 def results_markdown(results=None) -> str:
     """RESULTS.md from results/summary.md's first line, summary.csv and attack_summary.csv."""
     import pandas as pd
-    from pathlib import Path
     results = Path(results) if results is not None else config.results_dir()
     summary = pd.read_csv(results / "summary.csv")
     lines = ["# Results", "",
@@ -229,16 +223,21 @@ def results_markdown(results=None) -> str:
     return "\n".join(lines)
 
 
+def write_results(results=None, out=None) -> Path:
+    """RESULTS.md (by default the repository's) generated from the CSVs under `results`."""
+    out = Path(out) if out is not None else config.REPO / "RESULTS.md"
+    out.write_text(results_markdown(results))
+    return out
+
+
 def main(argv=None) -> int:
     import argparse
     import sys
-    from pathlib import Path
     parser = argparse.ArgumentParser(description="Write RESULTS.md from results/summary.csv and attack_summary.csv.")
     parser.add_argument("--results", default=None, help="the results folder (default: the project's)")
-    parser.add_argument("--out", default=str(Path(__file__).resolve().parent.parent / "RESULTS.md"))
+    parser.add_argument("--out", default=str(config.REPO / "RESULTS.md"))
     args = parser.parse_args(argv)
-    Path(args.out).write_text(results_markdown(args.results))
-    print("written", args.out, file=sys.stderr)
+    print("written", write_results(args.results, args.out), file=sys.stderr)
     return 0
 
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from helpers import config
+from helpers.files import write_atomically
 
 FORMAT = 2  # metrics.json layout: train_seed / data_seed (format 1 had one `seed`)
 
@@ -41,13 +41,9 @@ class Run:
 
 
 def write_json(path, data: dict) -> Path:
-    """Write JSON under a temporary name and rename it: a reader never sees half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=1, default=float))
-    tmp.replace(path)
-    return path
+    """Write JSON whole (files.write_atomically): a reader never sees half a file."""
+    text = json.dumps(data, indent=1, default=float)
+    return write_atomically(path, lambda tmp: tmp.write_text(text))
 
 
 def read(folder) -> Run | None:
@@ -120,7 +116,11 @@ def best(dataset: str, by: str = "distance", profile: str | None = None, data_se
          variants=None, lower_is_better: bool = True, train_seeds=None, results=None) -> str | None:
     """The variant whose runs have the best mean *validation* figure `by` (a key of metrics.json's
     "val"), over its training seeds; None if no run has that figure."""
-    found = runs(dataset, profile, data_seed, variants, train_seeds, results=results)
+    return _best_variant(runs(dataset, profile, data_seed, variants, train_seeds, results=results), by,
+                         lower_is_better)
+
+
+def _best_variant(found, by: str, lower_is_better: bool) -> str | None:
     by_variant: dict = {}
     for r in found:
         by_variant.setdefault(r.variant, []).append(r.metrics.get("val", {}).get(by))
@@ -136,23 +136,18 @@ def best_run(dataset: str, by: str = "distance", profile: str | None = None, dat
              variants=None, lower_is_better: bool = True, train_seeds=None, results=None) -> Run | None:
     """The one run (variant and training seed) with the best validation figure `by` among the runs of
     the best variant: the filter notebook 07 shows and exports."""
-    variant = best(dataset, by, profile, data_seed, variants, lower_is_better, train_seeds, results)
+    found = runs(dataset, profile, data_seed, variants, train_seeds, results=results)
+    variant = _best_variant(found, by, lower_is_better)
     if variant is None:
         return None
-    found = [r for r in runs(dataset, profile, data_seed, [variant], train_seeds, results=results)
-             if r.metrics.get("val", {}).get(by) is not None]
+    found = [r for r in found if r.variant == variant and r.metrics.get("val", {}).get(by) is not None]
     sign = 1 if lower_is_better else -1
     return min(found, key=lambda r: (sign * r.val(by), r.train_seed))
 
 
 def write_csv(path, df) -> Path:
-    """A pandas table written under a temporary name and renamed, like write_json."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    df.to_csv(tmp, index=False)
-    tmp.replace(path)
-    return path
+    """A pandas table written whole, like write_json."""
+    return write_atomically(path, lambda tmp: df.to_csv(tmp, index=False))
 
 
 def cached(path, key: dict, compute):

@@ -9,9 +9,10 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from helpers import images as published
+from helpers.images import quantize, quantize_straight_through
+from helpers import runs
 from helpers.config import LAMBDA
-from helpers.losses import bce, mse, privacy_loss
+from helpers.losses import bce, check_privacy, mse, privacy_loss
 
 ROUNDING = ("none", "detector", "adversaries", "all")
 RESTART_STREAM_OFFSET = 10_000_000  # restart batches come from far beyond the loop's own batch numbers
@@ -59,10 +60,9 @@ class Steps:
         if rounding not in ROUNDING:
             raise ValueError(f"Unknown rounding {rounding!r}; use one of {ROUNDING}.")
         self.nets = nets
-        self.privacy = privacy
+        self.privacy = check_privacy(privacy)  # an unknown term fails here, not mid-run
         self.lam = float(lam)
         self.rounding = rounding
-        privacy_loss(privacy, tf.zeros(1), tf.fill((1, 1), 0.5), 1.0)  # an unknown term fails here, not mid-run
         self.opt_detector = keras.optimizers.Adam(lr_detector)
         self.opt_reids = [keras.optimizers.Adam(lr_reid) for _ in nets.reids]
         self.opt_filter = keras.optimizers.Adam(lr_filter) if nets.filter is not None else None
@@ -78,11 +78,11 @@ class Steps:
             return tf.convert_to_tensor(x, tf.float32)
         y = tf.cast(self.nets.filter(x, training=False), tf.float32)
         rounded = self.rounding in ("adversaries", "all") or (self.rounding == "detector" and not for_reid)
-        return published.quantize(y) if rounded else y
+        return quantize(y) if rounded else y
 
     def _filter_with_gradient(self, x):
         y = tf.cast(self.nets.filter(x, training=True), tf.float32)
-        return published.quantize_straight_through(y) if self.rounding == "all" else y
+        return quantize_straight_through(y) if self.rounding == "all" else y
 
     # --- one update of each network, on images the filter already produced --------------------------
     def _detector_update(self, x, heatmaps):
@@ -225,9 +225,7 @@ class Loop:
 
     def _save(self):
         self.manager.save(checkpoint_number=self.state.epoch)
-        tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.state.__dict__, indent=1))
-        tmp.replace(self.state_file)
+        runs.write_json(self.state_file, self.state.__dict__)
 
     def restart(self, step: int) -> None:
         """Fresh ReIDs that first learn `restart_steps` batches on the filter as it is now."""

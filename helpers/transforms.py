@@ -12,8 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from helpers import config
-from helpers import images as published
-from helpers.images import OUTPUTS
+from helpers.images import check_output, quantize
 
 LUMA = (0.299, 0.587, 0.114)       # ITU-R BT.601
 
@@ -72,14 +71,12 @@ class Transform:
     def __call__(self, images) -> np.ndarray:
         y = self.fn(images)
         if self.output == "uint8":
-            y = published.quantize(y)
+            y = quantize(y)
         return np.asarray(y, dtype=np.float32)
 
     def published(self, output: str = "uint8") -> "Transform":
         """The same transform with its output as computed ('float') or as published ('uint8')."""
-        if output not in OUTPUTS:
-            raise ValueError(f"Unknown output {output!r}; use one of {OUTPUTS}.")
-        return Transform(self.name, self.kind, self.fn, self.strength, output)
+        return Transform(self.name, self.kind, self.fn, self.strength, check_output(output))
 
 
 def classic(name: str, seed: int = 0) -> Transform:
