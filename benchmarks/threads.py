@@ -1,4 +1,4 @@
-"""Which TensorFlow thread settings train fastest here? Each setting runs in its own process (threads are
+"""Which TensorFlow thread settings train fastest here, and what does op determinism cost? Each setting runs in its own process (threads are
 fixed when TensorFlow starts), timing the project's fused iteration on the same batches; settings are
 tried in turn, twice, so that load on the machine hits each. The last line names the fastest.
 
@@ -12,12 +12,13 @@ import os
 import subprocess
 import sys
 
-SETTINGS = {  # (intra-op threads, inter-op threads, oneDNN) ; 0 = TensorFlow's default
-    "default": (0, 0, "1"),
-    "intra2_inter1": (2, 1, "1"),
-    "intra1_inter2": (1, 2, "1"),
-    "intra2_inter2": (2, 2, "1"),
-    "no_onednn": (0, 0, "0"),
+SETTINGS = {  # (intra-op threads, inter-op threads, oneDNN, ANON_DETERMINISTIC) ; 0 = TensorFlow's default
+    "default": (0, 0, "1", ""),
+    "intra2_inter1": (2, 1, "1", ""),
+    "intra1_inter2": (1, 2, "1", ""),
+    "intra2_inter2": (2, 2, "1", ""),
+    "no_onednn": (0, 0, "0", ""),
+    "op_determinism": (0, 0, "1", "1"),  # tf.config.experimental.enable_op_determinism (helpers.training)
 }
 
 CHILD = r"""
@@ -53,8 +54,9 @@ def main():
     args = parser.parse_args()
     rates = {name: [] for name in SETTINGS}
     for _ in range(args.rounds):
-        for name, (intra, inter, onednn) in SETTINGS.items():
-            env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": onednn, "TF_CPP_MIN_LOG_LEVEL": "3"}
+        for name, (intra, inter, onednn, deterministic) in SETTINGS.items():
+            env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": onednn, "TF_CPP_MIN_LOG_LEVEL": "3",
+                   "ANON_DETERMINISTIC": deterministic}
             out = subprocess.run([sys.executable, "-c", CHILD, str(intra), str(inter), args.profile, str(args.iterations)],
                                  env=env, capture_output=True, text=True, check=True).stdout
             rates[name].append(json.loads(out.strip().splitlines()[-1])["it_per_s"])

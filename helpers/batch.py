@@ -93,13 +93,28 @@ class Plan:
 def tvpr_prepared_from(args) -> bool:
     """True if data/tvpr/ holds what this call asks for (TVPR_RAW or the stand-in of this profile and seed)."""
     from helpers.datasets import tvpr_dir
-    manifest = tvpr_dir() / "manifest.json"
-    if not manifest.exists():
+    try:
+        source = json.loads((tvpr_dir() / "manifest.json").read_text())["source"]["raw_root"]
+    except (OSError, ValueError, KeyError, TypeError):  # missing, or damaged: prepare again
         return False
-    source = json.loads(manifest.read_text())["source"]["raw_root"]
     if args.tvpr_raw:
         return Path(source) == Path(args.tvpr_raw).expanduser().resolve()
     return f"{args.profile}_seed{args.data_seed}" in source
+
+
+def squares_prepared(args) -> bool:
+    """True if notebook 01's sets for this profile and data seed exist and can be read; a damaged or
+    outdated file is made again (and said so)."""
+    from helpers import squares
+    path = squares.sets_path(config.data_dir(), args.profile, args.data_seed)
+    if not path.exists():
+        return False
+    try:
+        squares.load_sets(path)
+    except ValueError as err:
+        print(f"{err}\nnotebook 01 makes it again.")
+        return False
+    return True
 
 
 def setup_runs(dataset: str, args) -> list[tuple]:
@@ -108,8 +123,7 @@ def setup_runs(dataset: str, args) -> list[tuple]:
     common = {"PROFILE": args.profile, "DATA_SEED": args.data_seed}
     executed = config.results_dir() / "notebooks"
     if dataset == "squares":
-        from helpers.squares import sets_path
-        if args.redo_setup or not sets_path(config.data_dir(), args.profile, args.data_seed).exists():
+        if args.redo_setup or not squares_prepared(args):
             todo.append(("01 squares", "01_synthetic_squares", executed / "01_synthetic_squares.ipynb", common))
     elif args.redo_setup or not tvpr_prepared_from(args):
         raw = str(Path(args.tvpr_raw).expanduser().resolve()) if args.tvpr_raw else None
@@ -147,6 +161,8 @@ def main(argv=None) -> int:
     parser.add_argument("--redo-setup", action="store_true", help="rerun 01/02 and 03 even if their outputs exist")
     parser.add_argument("--tvpr-raw", metavar="FOLDER", help="TVPR frames/videos + annotations.csv for "
                         "notebook 02 (default: the offline stand-in)")
+    parser.add_argument("--setup-only", action="store_true", help="only the data (01/02) and unfiltered networks (03) "
+                        "of the variants' data sets")
     parser.add_argument("--no-evaluation", action="store_true", help="skip notebooks 05 and 07")
     parser.add_argument("--no-attack", action="store_true", help="skip notebook 06 (fresh attackers)")
     parser.add_argument("--attack-outputs", nargs="+", default=["uint8"], choices=["uint8", "float"],
@@ -154,8 +170,9 @@ def main(argv=None) -> int:
                              "and/or the float output")
     parser.add_argument("--verbose", action="store_true", help="show the kernels' output and papermill's progress bars")
     args = parser.parse_args(argv)
-    for v in args.variants:
-        config.get_variant(v)  # fail before hours of work on a typo
+    for v in args.variants:  # fail before hours of work on a typo
+        if v not in config.VARIANTS:
+            parser.error(f"unknown variant {v!r}; choose from {', '.join(config.VARIANTS)}")
     if args.data_seed < 0 or any(s < 0 for s in args.seeds):
         parser.error("seeds are non-negative integers")
     results = config.results_dir()
@@ -164,7 +181,7 @@ def main(argv=None) -> int:
     datasets = [d for d in config.DATASETS if any(config.get_variant(v).dataset == d for v in args.variants)]
     plan = Plan(quiet=not args.verbose)
     todo = [t for d in datasets for t in setup_runs(d, args)]
-    for seed in args.seeds:
+    for seed in [] if args.setup_only else args.seeds:
         for v in args.variants:
             if not args.retrain and runs.finished(v, seed, args.profile, args.data_seed):
                 print(f"kept the finished run {config.run_name(v, seed)} (--retrain to train it again)")
@@ -174,6 +191,8 @@ def main(argv=None) -> int:
                          {"PROFILE": args.profile, "TRAIN_SEED": seed, "DATA_SEED": args.data_seed, "VARIANT": v}))
     common = {"PROFILE": args.profile, "DATA_SEED": args.data_seed, "TRAIN_SEEDS": args.seeds,
               "VARIANTS": args.variants, "DATASETS": datasets}
+    if args.setup_only:
+        args.no_evaluation = args.no_attack = True
     if not args.no_evaluation:  # 05 reports every finished run of these variants and seeds
         todo.append(("05 evaluation", "05_evaluation", executed / "05_evaluation.ipynb", common))
     if not args.no_attack:
@@ -181,6 +200,19 @@ def main(argv=None) -> int:
                      {**common, "OUTPUTS": args.attack_outputs}))
     if not args.no_evaluation:
         todo.append(("07 anonymise", "07_anonymise_and_export", executed / "07_anonymise_and_export.ipynb", common))
+    try:  # nothing starts if a run would overwrite a run of another profile or seed
+        for label, name, output, parameters in todo:
+            if name == "03_networks":
+                d = parameters["DATASET"]
+                runs.check_free(results / config.unfiltered_name(d), "none", d, args.profile, args.data_seed,
+                                args.data_seed)
+            elif name == "04_adversarial_training":
+                v = parameters["VARIANT"]
+                runs.check_free(output.parent, v, config.get_variant(v).dataset, args.profile,
+                                parameters["TRAIN_SEED"], args.data_seed)
+    except runs.RunConflict as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     plan.total = len(todo)
     try:
         for label, name, output, parameters in todo:

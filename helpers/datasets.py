@@ -5,6 +5,7 @@ stop)` and `.labels`, at the sizes of a profile (`config.get_profile(name, datas
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -62,12 +63,32 @@ def tvpr_pairs(crops: tvpr.ReidCrops, pairs: tvpr.Pairs, profile) -> CropPairs:
                      pairs.label.astype(np.float32))
 
 
+def check_tvpr_source(profile_name: str, seed: int, data_dir=None) -> None:
+    """Refuse data/tvpr/ prepared from the stand-in of another profile or data seed (notebook 02 replaces
+    data/tvpr/ whole, so a run of another profile leaves data that look valid but are not this run's)."""
+    data_dir = Path(data_dir) if data_dir is not None else config.data_dir()
+    manifest = tvpr_dir(data_dir) / tvpr.MANIFEST_FILE
+    try:
+        source = json.loads(manifest.read_text())["source"]["raw_root"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # missing or unreadable: tvpr.load_prepared says what to do
+    if Path(source).parent.name == "topview_raw" and Path(source).name != f"{profile_name}_seed{seed}":
+        raise ValueError(f"{tvpr_dir(data_dir)} holds the TVPR stand-in {Path(source).name}, not {profile_name}_seed{seed}: "
+                         f"run notebooks/02_prepare_tvpr.ipynb with PROFILE={profile_name!r} and DATA_SEED={seed} "
+                         "(python -m helpers.batch does it), or keep each profile apart with ANON_ROOT.")
+
+
 def eval_sets(profile, seed: int = 0, data_dir=None) -> dict:
     """{"val": (detector set, pairs), "test": (...)} of profile.dataset, read from data/."""
     data_dir = data_dir if data_dir is not None else config.data_dir()
     if profile.dataset == "squares":
-        sets = squares.load_sets(squares.sets_path(data_dir, profile.name, seed))
+        path = squares.sets_path(data_dir, profile.name, seed)
+        sets = squares.load_sets(path)
+        if not {"val", "test"} <= set(sets):
+            raise ValueError(f"{path} holds the splits {sorted(sets)}, not val and test (an older version?): delete "
+                             f"it and {squares.RUN_01}.")
         return {s: sets[s] for s in ("val", "test")}
+    check_tvpr_source(profile.name, seed, data_dir)
     prepared = tvpr.load_prepared(tvpr_dir(data_dir))
     return {s: (tvpr_detector_set(prepared.detector[s], profile),
                 tvpr_pairs(prepared.reid[s], prepared.pairs[s], profile)) for s in ("val", "test")}

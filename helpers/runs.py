@@ -46,14 +46,26 @@ def write_json(path, data: dict) -> Path:
     return write_atomically(path, lambda tmp: tmp.write_text(text))
 
 
+class RunConflict(RuntimeError):
+    """A results folder already holds another run (other profile or seeds, or a format this version cannot read)."""
+
+
+def _metrics(path: Path) -> dict | None:
+    try:
+        m = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return m if isinstance(m, dict) and "variant" in m and "profile" in m and "dataset" in m else None
+
+
 def read(folder) -> Run | None:
     """The finished run in `folder`, or None (no metrics.json yet, or not a run folder)."""
     folder = Path(folder)
     path = folder / "metrics.json"
     if not path.exists():
         return None
-    m = json.loads(path.read_text())
-    if "variant" not in m or "profile" not in m:
+    m = _metrics(path)
+    if m is None:
         return None
     train_seed = m.get("train_seed", m.get("seed", 0))
     data_seed = m.get("data_seed", m.get("seed", 0))
@@ -61,6 +73,29 @@ def read(folder) -> Run | None:
     if not all((folder / f).exists() for f in needed):
         return None
     return Run(folder.name, m["variant"], m["dataset"], m["profile"], int(train_seed), int(data_seed), folder, m)
+
+
+def check_free(folder, variant: str, dataset: str, profile: str, train_seed: int, data_seed: int) -> None:
+    """Refuse (RunConflict) to write this run into `folder` if the folder holds a finished run of another
+    variant, data set, profile or seed, or a metrics.json this version cannot read: it would be overwritten.
+    An empty folder, or one holding this very run (to resume or to redo), is free."""
+    folder = Path(folder)
+    path = folder / "metrics.json"
+    if not path.exists():
+        return
+    m = _metrics(path)
+    what = f"{variant} ({dataset}), profile {profile}, training seed {train_seed}, data seed {data_seed}"
+    advice = (f"Move {folder} away, or keep each profile's data and results apart (ANON_ROOT=<folder> for "
+              "notebooks and python -m helpers.batch).")
+    if m is None:
+        raise RunConflict(f"{path} cannot be read as a run (corrupt, or from an older version of this project); "
+                          f"this run is {what}. {advice}")
+    mine = (variant, dataset, profile, train_seed, data_seed)
+    theirs = (m["variant"], m["dataset"], m["profile"], int(m.get("train_seed", m.get("seed", 0))),
+              int(m.get("data_seed", m.get("seed", 0))))
+    if mine != theirs:
+        raise RunConflict(f"{folder} holds a finished run of {theirs[0]} ({theirs[1]}), profile {theirs[2]}, training "
+                          f"seed {theirs[3]}, data seed {theirs[4]}; this run is {what} and would overwrite it. {advice}")
 
 
 def all_runs(results=None) -> list[Run]:

@@ -1,6 +1,7 @@
 """The synthetic squares data set of thesis section 3.1, scaled by the profile."""
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -166,17 +167,27 @@ def save_sets(path, sets: dict) -> None:
     np.savez_compressed(path, **arrays)
 
 
+DET_FIELDS = ("images", "centres", "identity", "heatmaps")
+PAIR_FIELDS = ("colours_a", "colours_b", "ids_a", "ids_b", "labels", "size")
+RUN_01 = "run notebooks/01_synthetic_squares.ipynb with the same PROFILE and DATA_SEED (python -m helpers.batch does it)"
+
+
 def load_sets(path) -> dict:
-    """Read what save_sets wrote; a clear message if notebook 01 has not been run."""
+    """Read what save_sets wrote; a clear message if notebook 01 has not been run or the file is damaged
+    or from an older version."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist: run notebooks/01_synthetic_squares.ipynb "
-                                "with the same PROFILE and SEED first.")
-    z = np.load(path)
-    out = {}
-    for split in sorted({k.split("/")[0] for k in z.files}):
-        det = DetectorSet(**{f: z[f"{split}/det/{f}"] for f in ("images", "centres", "identity", "heatmaps")})
-        fields = ("colours_a", "colours_b", "ids_a", "ids_b", "labels")
-        pairs = PairSet(**{f: z[f"{split}/pairs/{f}"] for f in fields}, size=int(z[f"{split}/pairs/size"]))
-        out[split] = (det, pairs)
+        raise FileNotFoundError(f"{path} does not exist: {RUN_01}.")
+    try:
+        with np.load(path) as z:
+            splits = sorted({k.split("/")[0] for k in z.files})
+            out = {}
+            for split in splits:
+                det = DetectorSet(**{f: z[f"{split}/det/{f}"] for f in DET_FIELDS})
+                pairs = PairSet(**{f: z[f"{split}/pairs/{f}"] for f in PAIR_FIELDS[:-1]},
+                                size=int(z[f"{split}/pairs/size"]))
+                out[split] = (det, pairs)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+        raise ValueError(f"{path} is damaged or from an older version ({type(err).__name__}: {err}): delete it "
+                         f"and {RUN_01}.") from None
     return out

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +17,11 @@ from helpers.losses import bce, check_privacy, mse, privacy_loss
 
 ROUNDING = ("none", "detector", "adversaries", "all")
 RESTART_STREAM_OFFSET = 10_000_000  # restart batches come from far beyond the loop's own batch numbers
+
+# On this CPU training repeats bit for bit without it (tests/test_training.py, the kill drills); ANON_DETERMINISTIC=1
+# asks TensorFlow to guarantee it (op determinism: an error for ops that have no deterministic kernel).
+if os.environ.get("ANON_DETERMINISTIC"):
+    tf.config.experimental.enable_op_determinism()
 
 
 @dataclass

@@ -1,5 +1,8 @@
 """The batch runner's bookkeeping, the summary tables and publishing (the notebooks run under nbval)."""
 
+import argparse
+import json
+
 import pandas as pd
 import pytest
 
@@ -33,9 +36,98 @@ def test_summary_collects_every_run_and_marks_a_distance_that_cannot_rank(tmp_pa
     assert "| total | 5.5 |" in text
 
 
-def test_unknown_variant_fails_before_any_work():
-    with pytest.raises(KeyError, match="S9"):
-        batch.main(["S9", "--profile", "smoke"])
+SMOKE_S1 = dict(variant="S1", dataset="squares", profile="smoke", train_seed=0, data_seed=0)
+
+
+def occupy_with_other_profile(root):
+    write_run(root / "results" / "none", ("detector.keras", "reid.keras"), **{**SMOKE_S1, "variant": "none", "profile": "cpu"})
+
+
+def occupy_with_other_run(root):
+    write_run(root / "results" / "S1", **{**SMOKE_S1, "data_seed": 3})
+
+
+def occupy_with_old_format(root):
+    write_run(root / "results" / "S1", seed=0, distance=0.2)  # no variant, profile or data set
+
+
+def occupy_with_corrupt_json(root):
+    (root / "results" / "S1").mkdir(parents=True)
+    (root / "results" / "S1" / "metrics.json").write_text('{"variant": "S1", "prof')
+
+
+BAD_BATCH_CALLS = {  # name: (arguments, what the tree holds, exit code, words the one message must contain)
+    "unknown variant": (["S9"], None, 2, ["S9", "S1"]),
+    "unknown profile": (["S1", "--profile", "laptop"], None, 2, ["laptop", "cpu"]),
+    "negative seed": (["S1", "--seeds", "-1"], None, 2, ["non-negative"]),
+    "negative data seed": (["S1", "--data-seed", "-2"], None, 2, ["non-negative"]),
+    "seed not a number": (["S1", "--seeds", "one"], None, 2, ["one"]),
+    "unknown output": (["S1", "--attack-outputs", "png"], None, 2, ["png"]),
+    "unfiltered networks of another profile": (["S1"], occupy_with_other_profile, 2, ["profile cpu", "ANON_ROOT"]),
+    "finished run of another data seed": (["S1"], occupy_with_other_run, 2, ["data seed 3", "S1"]),
+    "results of an older format": (["S1"], occupy_with_old_format, 2, ["cannot be read", "older version"]),
+    "half a metrics.json": (["S1"], occupy_with_corrupt_json, 2, ["cannot be read"]),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_BATCH_CALLS))
+def test_bad_batch_calls_stop_before_any_work_with_one_message(case, tmp_path, monkeypatch, capsys):
+    args, occupy, code, words = BAD_BATCH_CALLS[case]
+    monkeypatch.setenv("ANON_ROOT", str(tmp_path))
+    if occupy:
+        occupy(tmp_path)
+    before = sorted((p, p.stat().st_mtime_ns) for p in tmp_path.rglob("*"))
+    monkeypatch.setattr(batch, "run_notebook", lambda *a, **k: pytest.fail("a notebook ran"))
+    profile = [] if "--profile" in args else ["--profile", "smoke"]
+    try:
+        got = batch.main(args + profile)
+    except SystemExit as stop:  # argparse
+        got = stop.code
+    assert got == code
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and all(w in err for w in words), err
+    assert sorted((p, p.stat().st_mtime_ns) for p in tmp_path.rglob("*")) == before  # nothing written or touched
+
+
+def test_a_damaged_or_outdated_data_file_says_what_to_do(tmp_path, monkeypatch, capsys, smoke_profile):
+    from helpers import datasets, squares
+    monkeypatch.setenv("ANON_ROOT", str(tmp_path))
+    path = squares.sets_path(config.data_dir(), "smoke", 0)
+    path.parent.mkdir(parents=True)
+    for content in (b"", b"PK\x03\x04 not a zip", b"\x93NUMPY garbage"):
+        path.write_bytes(content)
+        with pytest.raises(ValueError, match="delete it and run notebooks/01_synthetic_squares.ipynb"):
+            datasets.eval_sets(smoke_profile, 0)
+        assert not batch.squares_prepared(argparse.Namespace(profile="smoke", data_seed=0))
+        assert "notebook 01 makes it again" in capsys.readouterr().out
+    squares.save_sets(path, {"val": squares.fixed_sets(smoke_profile, "val", 0)})  # an older layout: no test split
+    with pytest.raises(ValueError, match="not val and test"):
+        datasets.eval_sets(smoke_profile, 0)
+    path.unlink()
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        datasets.eval_sets(smoke_profile, 0)
+
+
+def test_tvpr_data_of_another_profile_are_refused(tmp_path):
+    from helpers import datasets, tvpr
+    folder = datasets.tvpr_dir(tmp_path)
+    folder.mkdir(parents=True)
+    source = {"raw_root": str(tmp_path / "data" / "topview_raw" / "cpu_seed0")}
+    (folder / tvpr.MANIFEST_FILE).write_text(json.dumps({"source": source}))
+    with pytest.raises(ValueError, match="holds the TVPR stand-in cpu_seed0, not smoke_seed0"):
+        datasets.check_tvpr_source("smoke", 0, tmp_path)
+    datasets.check_tvpr_source("cpu", 0, tmp_path)  # its own data
+    source["raw_root"] = "/home/someone/TVPR"  # the real TVPR serves every profile
+    (folder / tvpr.MANIFEST_FILE).write_text(json.dumps({"source": source}))
+    datasets.check_tvpr_source("smoke", 0, tmp_path)
+
+
+def test_the_registry_skips_unreadable_metrics(tmp_path):
+    occupy_with_corrupt_json(tmp_path)
+    occupy_with_other_profile(tmp_path)
+    assert [r.name for r in runs.all_runs(tmp_path / "results")] == ["none"]
+    runs.check_free(tmp_path / "results" / "none", "none", "squares", "cpu", 0, 0)  # the same run: free to redo
+    runs.check_free(tmp_path / "results" / "S2", "S2", "squares", "cpu", 0, 0)  # nothing there
 
 
 def test_publishing_shrinks_large_figures_only():
@@ -65,10 +157,9 @@ def test_seeds_run_per_variant_keep_finished_runs_and_reach_the_attack(tmp_path,
     monkeypatch.setattr(batch, "setup_runs", lambda *a, **k: [])
     monkeypatch.setattr(batch, "run_notebook", lambda name, out, params, quiet=True: calls.append((name, out, params)) or 0.5)
     write_run(config.run_dir("S1", 1), variant="S1", dataset="squares", profile="smoke", train_seed=1, data_seed=0)
-    write_run(config.run_dir("S2", 0), variant="S2", dataset="squares", profile="cpu", train_seed=0, data_seed=0)
     assert batch.main(["S1", "S2", "--seeds", "0", "1", "--profile", "smoke"]) == 0
     trained = [(p["VARIANT"], p["TRAIN_SEED"], out.parent.name) for n, out, p in calls if n == "04_adversarial_training"]
-    assert trained == [("S1", 0, "S1"), ("S2", 0, "S2"), ("S2", 1, "S2_seed1")]  # S2 of another profile: again
+    assert trained == [("S1", 0, "S1"), ("S2", 0, "S2"), ("S2", 1, "S2_seed1")]
     attack = [p for n, _, p in calls if n == "06_attack_the_filter"]
     assert attack == [{"PROFILE": "smoke", "DATA_SEED": 0, "TRAIN_SEEDS": [0, 1], "VARIANTS": ["S1", "S2"],
                        "DATASETS": ["squares"], "OUTPUTS": ["uint8"]}]  # the published output unless asked
@@ -106,3 +197,20 @@ def test_results_md_and_the_readme_come_from_the_committed_run():
     first = (committed / "summary.md").read_text().splitlines()[0]
     commit = first.split("commit ")[1].split(" ")[0].rstrip(",")
     assert commit in (root / "README.md").read_text()
+
+
+BAD_PARAMETERS = [  # notebook, parameters, words of the error: each stops in the notebook's first cells
+    ("04_adversarial_training", {"VARIANT": "S9"}, ["Unknown variant 'S9'"]),
+    ("04_adversarial_training", {"VARIANT": "S1", "EPOCHS": 0}, ["EPOCHS=0", "positive"]),
+    ("03_networks", {"PRETRAIN_STEPS": -5}, ["PRETRAIN_STEPS=-5", "positive"]),
+]
+
+
+def test_bad_notebook_parameters_stop_with_one_message(tmp_path, monkeypatch):
+    monkeypatch.setenv("ANON_ROOT", str(tmp_path))
+    for name, parameters, words in BAD_PARAMETERS:
+        out = tmp_path / "executed" / f"{name}.ipynb"
+        with pytest.raises(batch.NotebookFailed) as failed:
+            batch.run_notebook(name, out, {"PROFILE": "smoke", **parameters})
+        assert all(w in str(failed.value) for w in words), str(failed.value)
+        assert not (tmp_path / "results").exists()  # stopped before writing anything

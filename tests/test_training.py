@@ -223,6 +223,9 @@ def test_interrupt_and_resume_reaches_the_same_state(tmp_path, smoke_profile):
 
     whole_loop, whole = run(tmp_path / "whole", 3)
     assert int(steps.opt_filter.iterations) == 6
+    _, again = run(tmp_path / "again", 3)  # repeatability: the same run twice, bit for bit
+    for v1, v2 in zip(whole, again):
+        np.testing.assert_array_equal(v1, v2)
     run(tmp_path / "split", 2)                                    # "interrupted" after two epochs
     resumed_loop, resumed = run(tmp_path / "split", 3, init_seed=5)  # the checkpoint wins over the new start
     assert resumed_loop.state.epoch == 3 and len(resumed_loop.state.history) == 3
