@@ -21,6 +21,7 @@ import platform
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from helpers import config, report, runs
@@ -30,6 +31,18 @@ NOTEBOOKS = config.REPO / "notebooks"
 
 class NotebookFailed(RuntimeError):
     pass
+
+
+@dataclass
+class Task:
+    """One papermill run of the batch: `after` names the tasks whose files it reads (04 after its data set's
+    03, an attack after the run it attacks); `kind` sets what a Ray engine reserves for it."""
+    label: str
+    name: str            # the notebook
+    output: Path         # the executed notebook
+    parameters: dict
+    kind: str            # "setup" (01/02, 03), "train" (04), "attack" (06), "report" (05, 07)
+    after: tuple = ()
 
 
 @contextlib.contextmanager
@@ -82,11 +95,11 @@ class Plan:
     def __init__(self, quiet: bool):
         self.quiet, self.minutes, self.count, self.total = quiet, {}, 0, 0
 
-    def run(self, label: str, name: str, output: Path, parameters: dict) -> None:
+    def run(self, task: Task) -> None:
         self.count += 1
-        print(f"[{self.count}/{self.total}] {label} ...", end=" ", flush=True)
-        minutes = run_notebook(name, output, parameters, self.quiet)
-        self.minutes[label] = minutes
+        print(f"[{self.count}/{self.total}] {task.label} ...", end=" ", flush=True)
+        minutes = run_notebook(task.name, task.output, task.parameters, self.quiet)
+        self.minutes[task.label] = minutes
         print(f"{minutes:.1f} min", flush=True)
 
 
@@ -117,21 +130,44 @@ def squares_prepared(args) -> bool:
     return True
 
 
-def setup_runs(dataset: str, args) -> list[tuple]:
+def setup_runs(dataset: str, args) -> list[Task]:
     """The data (notebook 01 or 02) and unfiltered networks (03) of one data set, where missing."""
     todo = []
     common = {"PROFILE": args.profile, "DATA_SEED": args.data_seed}
     executed = config.results_dir() / "notebooks"
     if dataset == "squares":
         if args.redo_setup or not squares_prepared(args):
-            todo.append(("01 squares", "01_synthetic_squares", executed / "01_synthetic_squares.ipynb", common))
+            todo.append(Task("01 squares", "01_synthetic_squares", executed / "01_synthetic_squares.ipynb", common,
+                             "setup"))
     elif args.redo_setup or not tvpr_prepared_from(args):
         raw = str(Path(args.tvpr_raw).expanduser().resolve()) if args.tvpr_raw else None
-        todo.append(("02 TVPR", "02_prepare_tvpr", executed / "02_prepare_tvpr.ipynb", {**common, "TVPR_RAW": raw}))
+        todo.append(Task("02 TVPR", "02_prepare_tvpr", executed / "02_prepare_tvpr.ipynb", {**common, "TVPR_RAW": raw},
+                         "setup"))
     if args.redo_setup or todo or runs.unfiltered(dataset, args.profile, args.data_seed) is None:
         name = "03_networks.ipynb" if dataset == "squares" else f"03_networks_{dataset}.ipynb"
-        todo.append((f"03 {dataset}", "03_networks", executed / name, {**common, "DATASET": dataset}))
+        todo.append(Task(f"03 {dataset}", "03_networks", executed / name, {**common, "DATASET": dataset}, "setup",
+                         tuple(t.label for t in todo)))
     return todo
+
+
+def attack_parts(args, datasets, attack: dict, setup: dict, trained: dict, executed: Path) -> list[Task]:
+    """Notebook 06 cut into tasks that can run at once: the unfiltered data and classic transforms of each
+    data set, then each filter run (after its 04). Each part writes its attacks to results/06_attack/
+    (one file per transform and seed); the whole 06 that follows finds them all there and only tabulates."""
+    parts = []
+    for d in datasets:
+        classic = Task(f"06 attack classic {d}", "06_attack_the_filter", executed / "06_parts" / f"classic_{d}.ipynb",
+                       {**attack, "DATASETS": [d], "VARIANTS": []}, "attack", setup[d])
+        parts.append(classic)
+        for seed in args.seeds:
+            for v in args.variants:
+                if config.get_variant(v).dataset != d:
+                    continue
+                name = config.run_name(v, seed)
+                parts.append(Task(f"06 attack {name}", "06_attack_the_filter", executed / "06_parts" / f"{name}.ipynb",
+                                  {**attack, "DATASETS": [d], "VARIANTS": [v], "TRAIN_SEEDS": [seed], "CLASSIC": ["none"]},
+                                  "attack", (classic.label,) + ((trained[(v, seed)],) if (v, seed) in trained else ())))
+    return parts
 
 
 def header(argv) -> str:
@@ -168,6 +204,12 @@ def main(argv=None) -> int:
     parser.add_argument("--attack-outputs", nargs="+", default=["uint8"], choices=["uint8", "float"],
                         help="what notebook 06 attacks of each filter: the published 8-bit output (default) "
                              "and/or the float output")
+    parser.add_argument("--engine", choices=["local", "ray"], default="local",
+                        help="local: one notebook after another (default); ray: every run a Ray task, run as soon as "
+                             "what it needs is finished (see helpers/cluster.py)")
+    parser.add_argument("--address", help="Ray: the cluster to join ('auto': the one `ray start` runs here); "
+                        "default: a Ray instance of this machine for this batch")
+    parser.add_argument("--jobs", type=int, help="Ray without --address: notebook runs at once (default: CPU cores)")
     parser.add_argument("--verbose", action="store_true", help="show the kernels' output and papermill's progress bars")
     args = parser.parse_args(argv)
     for v in args.variants:  # fail before hours of work on a typo
@@ -175,55 +217,77 @@ def main(argv=None) -> int:
             parser.error(f"unknown variant {v!r}; choose from {', '.join(config.VARIANTS)}")
     if args.data_seed < 0 or any(s < 0 for s in args.seeds):
         parser.error("seeds are non-negative integers")
+    if args.jobs is not None and args.jobs < 1:
+        parser.error("--jobs is a positive number")
+    if args.engine == "local" and (args.address or args.jobs):
+        parser.error("--address and --jobs are for --engine ray")
     results = config.results_dir()
     executed = results / "notebooks"
     started = time.time()
     datasets = [d for d in config.DATASETS if any(config.get_variant(v).dataset == d for v in args.variants)]
     plan = Plan(quiet=not args.verbose)
-    todo = [t for d in datasets for t in setup_runs(d, args)]
+    todo, setup = [], {}  # setup: data set -> labels of its 01/02 and 03 tasks in this batch
+    for d in datasets:
+        tasks = setup_runs(d, args)
+        todo += tasks
+        setup[d] = tuple(t.label for t in tasks)
+    trained = {}  # (variant, seed) -> label of its 04 task in this batch
     for seed in [] if args.setup_only else args.seeds:
         for v in args.variants:
             if not args.retrain and runs.finished(v, seed, args.profile, args.data_seed):
                 print(f"kept the finished run {config.run_name(v, seed)} (--retrain to train it again)")
                 continue
-            todo.append((f"04 {config.run_name(v, seed)}", "04_adversarial_training",
-                         config.run_dir(v, seed) / "04_adversarial_training.ipynb",
-                         {"PROFILE": args.profile, "TRAIN_SEED": seed, "DATA_SEED": args.data_seed, "VARIANT": v}))
+            label = f"04 {config.run_name(v, seed)}"
+            trained[(v, seed)] = label
+            todo.append(Task(label, "04_adversarial_training", config.run_dir(v, seed) / "04_adversarial_training.ipynb",
+                             {"PROFILE": args.profile, "TRAIN_SEED": seed, "DATA_SEED": args.data_seed, "VARIANT": v},
+                             "train", setup[config.get_variant(v).dataset]))
     common = {"PROFILE": args.profile, "DATA_SEED": args.data_seed, "TRAIN_SEEDS": args.seeds,
               "VARIANTS": args.variants, "DATASETS": datasets}
+    all_setup = tuple(label for d in datasets for label in setup[d])
     if args.setup_only:
         args.no_evaluation = args.no_attack = True
     if not args.no_evaluation:  # 05 reports every finished run of these variants and seeds
-        todo.append(("05 evaluation", "05_evaluation", executed / "05_evaluation.ipynb", common))
+        todo.append(Task("05 evaluation", "05_evaluation", executed / "05_evaluation.ipynb", common, "report",
+                         all_setup + tuple(trained.values())))
     if not args.no_attack:
-        todo.append(("06 attack", "06_attack_the_filter", executed / "06_attack_the_filter.ipynb",
-                     {**common, "OUTPUTS": args.attack_outputs}))
+        attack = {**common, "OUTPUTS": args.attack_outputs}
+        parts = attack_parts(args, datasets, attack, setup, trained, executed) if args.engine == "ray" else []
+        todo += parts
+        todo.append(Task("06 attack", "06_attack_the_filter", executed / "06_attack_the_filter.ipynb", attack, "attack",
+                         all_setup + tuple(trained.values()) + tuple(t.label for t in parts)))
     if not args.no_evaluation:
-        todo.append(("07 anonymise", "07_anonymise_and_export", executed / "07_anonymise_and_export.ipynb", common))
+        todo.append(Task("07 anonymise", "07_anonymise_and_export", executed / "07_anonymise_and_export.ipynb", common,
+                         "report", tuple(t.label for t in todo if t.kind in ("setup", "train", "attack")
+                                         or t.name == "05_evaluation")))
     try:  # nothing starts if a run would overwrite a run of another profile or seed
-        for label, name, output, parameters in todo:
-            if name == "03_networks":
-                d = parameters["DATASET"]
+        for t in todo:
+            if t.name == "03_networks":
+                d = t.parameters["DATASET"]
                 runs.check_free(results / config.unfiltered_name(d), "none", d, args.profile, args.data_seed,
                                 args.data_seed)
-            elif name == "04_adversarial_training":
-                v = parameters["VARIANT"]
-                runs.check_free(output.parent, v, config.get_variant(v).dataset, args.profile,
-                                parameters["TRAIN_SEED"], args.data_seed)
+            elif t.name == "04_adversarial_training":
+                v = t.parameters["VARIANT"]
+                runs.check_free(t.output.parent, v, config.get_variant(v).dataset, args.profile,
+                                t.parameters["TRAIN_SEED"], args.data_seed)
     except runs.RunConflict as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     plan.total = len(todo)
     try:
-        for label, name, output, parameters in todo:
-            plan.run(label, name, output, parameters)
+        if args.engine == "ray":
+            from helpers import cluster
+            cluster.run(todo, plan, address=args.address, jobs=args.jobs)
+        else:
+            for t in todo:
+                plan.run(t)
     except NotebookFailed as err:
         print("failed", flush=True)
         print(err, file=sys.stderr)
         return 1
     path, md = report.write_summary(results, plan.minutes, header(argv))
     print(f"\n{path}:\n{md}")
-    print(f"\ntotal {(time.time() - started) / 60:.1f} min for {plan.count} notebook runs")
+    print(f"\ntotal {(time.time() - started) / 60:.1f} min for {plan.count} notebook runs ({args.engine} engine)")
     return 0
 
 

@@ -214,3 +214,39 @@ def test_bad_notebook_parameters_stop_with_one_message(tmp_path, monkeypatch):
             batch.run_notebook(name, out, {"PROFILE": "smoke", **parameters})
         assert all(w in str(failed.value) for w in words), str(failed.value)
         assert not (tmp_path / "results").exists()  # stopped before writing anything
+
+
+def test_tasks_wait_for_what_they_read(tmp_path, monkeypatch):
+    # The ray engine gets every notebook run with its dependencies; here a stand-in engine records them.
+    monkeypatch.setenv("ANON_ROOT", str(tmp_path))
+    got = {}
+
+    class Engine:
+        @staticmethod
+        def run(tasks, plan, address=None, jobs=None):
+            got.update({t.label: t for t in tasks})
+            got["order"] = [t.label for t in tasks]
+
+    import sys
+    monkeypatch.setitem(sys.modules, "helpers.cluster", Engine)
+    monkeypatch.setattr("helpers.cluster", Engine, raising=False)
+    write_run(config.run_dir("R1", 1), variant="R1", dataset="tvpr", profile="smoke", train_seed=1, data_seed=0)
+    assert batch.main(["S1", "R1", "--seeds", "0", "1", "--profile", "smoke", "--engine", "ray", "--jobs", "2"]) == 0
+    order = got.pop("order")
+    assert all(order.index(a) < order.index(label) for label, t in got.items() for a in t.after)  # a valid order
+    assert got["03 squares"].after == ("01 squares",) and got["03 tvpr"].after == ("02 TVPR",)
+    assert got["04 S1_seed1"].after == ("01 squares", "03 squares")
+    assert "04 R1_seed1" not in got  # finished: kept
+    assert got["06 attack R1_seed1"].after == ("06 attack classic tvpr",)
+    assert got["06 attack S1"].after == ("06 attack classic squares", "04 S1")
+    assert got["06 attack S1"].parameters["VARIANTS"] == ["S1"] and got["06 attack S1"].parameters["CLASSIC"] == ["none"]
+    assert set(got["06 attack"].after) >= {label for label in got if label.startswith("06 attack ")}
+    assert order[-1] == "07 anonymise" and set(got["07 anonymise"].after) == set(order[:-1])
+    assert {t.kind for t in got.values()} == {"setup", "train", "attack", "report"}
+
+
+def test_engine_options_are_checked():
+    for args in (["S1", "--jobs", "2"], ["S1", "--engine", "ray", "--jobs", "0"], ["S1", "--engine", "spark"]):
+        with pytest.raises(SystemExit) as stop:
+            batch.main(args + ["--profile", "smoke"])
+        assert stop.value.code == 2

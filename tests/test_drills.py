@@ -154,3 +154,35 @@ def test_the_attack_of_notebook_06_killed_at_random_moments_resumes_to_the_same_
     reference, *others = batch_drill(tmp_path, BATCH + ["--no-evaluation", "--no-attack"], BATCH + ["--no-evaluation"],
                                      "results/06_attack", table, KILLS)
     assert reference.count("\n") > 10 and all(o == reference for o in others)
+
+
+def summary_rows(root):
+    """results/summary.csv without its timing column."""
+    import pandas as pd
+    return pd.read_csv(root / "results" / "summary.csv").drop(columns=["train_minutes"]).to_csv(index=False)
+
+
+@soak
+def test_a_ray_batch_with_a_killed_worker_ends_with_the_local_batch_rows(tmp_path):
+    import psutil
+    pytest.importorskip("ray")
+    cmd = BATCH + ["S4", "--no-evaluation"]
+    finish(cmd, env_with(tmp_path / "local"))
+    root = tmp_path / "ray"
+    proc = start(cmd + ["--engine", "ray", "--jobs", "2"], env_with(root))
+    killed, seen = None, {}
+    deadline = time.time() + 900
+    while killed is None and proc.poll() is None and time.time() < deadline:
+        time.sleep(2)
+        for p in psutil.process_iter(["cmdline"]):
+            title = " ".join(p.info["cmdline"] or [])
+            if title.startswith("ray::04"):  # a Ray worker running notebook 04 (its task's name)
+                seen.setdefault((p.pid, title), time.time())
+                if time.time() - seen[(p.pid, title)] > 30:  # mid-training
+                    p.kill()
+                    killed = title
+                    break
+    _, err = proc.communicate(timeout=1800)
+    assert proc.returncode == 0, err[-3000:]
+    assert killed, "no worker was killed mid-run"
+    assert summary_rows(root) == summary_rows(tmp_path / "local")
