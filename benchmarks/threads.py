@@ -3,6 +3,7 @@ fixed when TensorFlow starts), timing the project's fused iteration on the same 
 tried in turn, twice, so that load on the machine hits each. The last line names the fastest.
 
     python benchmarks/threads.py --profile cpu --iterations 15
+    python benchmarks/threads.py --settings default op_determinism   # what ANON_DETERMINISTIC=1 costs
 """
 from __future__ import annotations
 
@@ -51,10 +52,14 @@ def main():
     parser.add_argument("--profile", default="cpu")
     parser.add_argument("--iterations", type=int, default=15)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     args = parser.parse_args()
-    rates = {name: [] for name in SETTINGS}
+    if "default" not in args.settings:
+        args.settings.insert(0, "default")
+    rates = {name: [] for name in args.settings}
     for _ in range(args.rounds):
-        for name, (intra, inter, onednn, deterministic) in SETTINGS.items():
+        for name in args.settings:
+            intra, inter, onednn, deterministic = SETTINGS[name]
             env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": onednn, "TF_CPP_MIN_LOG_LEVEL": "3",
                    "ANON_DETERMINISTIC": deterministic}
             out = subprocess.run([sys.executable, "-c", CHILD, str(intra), str(inter), args.profile, str(args.iterations)],

@@ -1,6 +1,7 @@
 """The three training steps of thesis Algorithm 1, one traced iteration made of them, and the loop around it."""
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -48,6 +49,23 @@ def reinitialise(model: keras.Model, seed: int) -> None:
     model.set_weights(keras.models.clone_model(model).get_weights())
 
 
+def strategy_for(name: str | None):
+    """None: one device. "mirrored": tf.distribute.MirroredStrategy over every GPU of this machine, or,
+    without GPUs, over the logical CPU devices (tests split the CPU in two). The profile's batch_size is
+    the global batch: each of N devices gets batch_size / N, and the learning rates stay the thesis's."""
+    if name is None:
+        return None
+    if name != "mirrored":
+        raise ValueError(f"STRATEGY={name!r}: use None (one device) or 'mirrored'.")
+    devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+    return tf.distribute.MirroredStrategy([d.name for d in devices])
+
+
+def scope(strategy):
+    """Build networks inside this, so that their variables live on every replica."""
+    return strategy.scope() if strategy is not None else contextlib.nullcontext()
+
+
 class Steps:
     """Algorithm 1 as three traced functions, one per network: detector (a), ReID (b), filter (c);
     and `iteration`, the same three in one traced call.
@@ -59,23 +77,65 @@ class Steps:
     `rounding`: 'none' (the thesis); 'detector': the detector learns on the 8-bit output a user would
     publish; 'adversaries': the ReIDs too; 'all': the filter step sees it as well, through a
     straight-through gradient.
+    `strategy`: a tf.distribute strategy (MirroredStrategy: several GPUs of one machine) under whose scope
+    the networks were built; every step then splits each batch evenly over its replicas, each replica
+    scales its loss by 1/replicas and the optimisers sum the gradients, so an update is the one the whole
+    batch gives on one device (BatchNorm in training mode normalises each replica's share by itself).
     """
 
     def __init__(self, nets: Networks, lr_detector: float, lr_reid: float, lr_filter: float | None,
-                 privacy: str = "thesis", lam: float = LAMBDA, rounding: str = "none"):
+                 privacy: str = "thesis", lam: float = LAMBDA, rounding: str = "none", strategy=None):
         if rounding not in ROUNDING:
             raise ValueError(f"Unknown rounding {rounding!r}; use one of {ROUNDING}.")
         self.nets = nets
+        self.strategy = strategy
+        self.replicas = strategy.num_replicas_in_sync if strategy is not None else 1
         self.privacy = check_privacy(privacy)  # an unknown term fails here, not mid-run
         self.lam = float(lam)
         self.rounding = rounding
-        self.opt_detector = keras.optimizers.Adam(lr_detector)
-        self.opt_reids = [keras.optimizers.Adam(lr_reid) for _ in nets.reids]
-        self.opt_filter = keras.optimizers.Adam(lr_filter) if nets.filter is not None else None
-        self.detector_step = tf.function(self._detector_step)
-        self.reid_step = tf.function(self._reid_step)
-        self.filter_step = tf.function(self._filter_step)
-        self.iteration = tf.function(self._iteration)
+        with scope(strategy):
+            self.opt_detector = keras.optimizers.Adam(lr_detector)
+            self.opt_reids = [keras.optimizers.Adam(lr_reid) for _ in nets.reids]
+            self.opt_filter = keras.optimizers.Adam(lr_filter) if nets.filter is not None else None
+            if strategy is not None:  # optimiser state is created here, not inside a replica's traced step
+                self.opt_detector.build(nets.detector.trainable_variables)
+                for opt, reid in zip(self.opt_reids, nets.reids):
+                    opt.build(reid.trainable_variables)
+                if self.opt_filter is not None:
+                    self.opt_filter.build(nets.filter.trainable_variables)
+        self.detector_step = self._traced(self._detector_step)
+        self.reid_step = self._traced(self._reid_step)
+        self.filter_step = self._traced(self._filter_step)
+        self.iteration = self._traced(self._iteration)
+
+    def _traced(self, step):
+        """`step` as a traced function; with a strategy, each replica runs it on its share of the batch
+        and what it returns is averaged over the replicas."""
+        if self.strategy is None:
+            return tf.function(step)
+        strategy, mean = self.strategy, tf.distribute.ReduceOp.MEAN
+
+        def replicated(*args, **kwargs):
+            out = strategy.run(step, args=args, kwargs=kwargs)
+            return tf.nest.map_structure(lambda v: strategy.reduce(mean, v, axis=None), out)
+
+        traced = tf.function(replicated)
+
+        def call(*args, **kwargs):
+            return traced(*(self._shares(a) for a in args), **kwargs)
+        return call
+
+    def _shares(self, batch):
+        """A batch cut into equal shares, one per replica."""
+        n = self.replicas
+        batch = tf.convert_to_tensor(batch)
+        if batch.shape[0] % n:
+            raise ValueError(f"A batch of {batch.shape[0]} does not split evenly over {n} replicas: make the "
+                             "profile's batch_size a multiple of the number of devices.")
+        parts = tf.split(batch, n)
+        return self.strategy.experimental_distribute_values_from_function(
+            lambda ctx: parts[ctx.replica_id_in_sync_group])
+
 
     # --- the filter as the adversaries see it -------------------------------------------------------
     def filtered(self, x, for_reid: bool = False):
@@ -95,7 +155,8 @@ class Steps:
         det = self.nets.detector
         with tf.GradientTape() as tape:
             loss = mse(heatmaps, det(x, training=True))
-        grads = tape.gradient(loss, det.trainable_variables)
+            share = loss / self.replicas  # summed over replicas by the optimiser: the whole batch's gradient
+        grads = tape.gradient(share, det.trainable_variables)
         self.opt_detector.apply_gradients(zip(grads, det.trainable_variables))
         return loss
 
@@ -104,7 +165,8 @@ class Steps:
         for reid, opt in zip(self.nets.reids, self.opt_reids):
             with tf.GradientTape() as tape:
                 loss = bce(same, reid([xa, xb], training=True))
-            grads = tape.gradient(loss, reid.trainable_variables)
+                share = loss / self.replicas
+            grads = tape.gradient(share, reid.trainable_variables)
             opt.apply_gradients(zip(grads, reid.trainable_variables))
             losses.append(loss)
         return tf.stack(losses)
@@ -119,7 +181,8 @@ class Steps:
             utility = mse(heatmaps, heat)
             privacy = tf.reduce_max(terms)  # the strongest adversary's term; its gradient alone flows
             loss = utility + privacy
-        grads = tape.gradient(loss, filt.trainable_variables)
+            share = loss / self.replicas
+        grads = tape.gradient(share, filt.trainable_variables)
         self.opt_filter.apply_gradients(zip(grads, filt.trainable_variables))
         return loss, utility, privacy, tf.argmax(terms, output_type=tf.int32)
 

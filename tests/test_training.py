@@ -1,5 +1,9 @@
-"""The three training steps, the fused iteration, ReID pools and restarts, rounding, and resuming a run."""
+"""The three training steps, the fused iteration, ReID pools and restarts, rounding, resuming a run, and
+the same steps over two devices (MirroredStrategy)."""
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -254,3 +258,56 @@ def test_a_nan_loss_stops_training_with_its_step(tmp_path, smoke_profile):
         loop.fit(3, progress=False)
     assert loop.state.epoch == 1  # the last good epoch's checkpoint stays
     assert json.loads(loop.state_file.read_text())["epoch"] == 1
+
+
+MIRRORED_CHILD = r"""
+import json
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import keras
+import numpy as np
+from helpers import config, models, squares, training
+p = config.get_profile("smoke")
+batches = [squares.TrainingStream(p, 0).batch(i) for i in range(4)]
+out = {}
+for name in ("single", "mirrored"):
+    strategy = training.strategy_for(None if name == "single" else "mirrored")
+    keras.utils.set_random_seed(0)
+    with training.scope(strategy):
+        nets = training.Networks(*models.networks_for(p, "squares", (5, 7, 7, 5, 3), reids="cnn"))
+    steps = training.Steps(nets, 5e-4, 1e-3, 5e-4, privacy="confusion", lam=100, strategy=strategy)
+    det, pairs = batches[0]
+    a, b = pairs.images()
+    first = float(steps.filter_step(det.images, det.heatmaps, a, b, pairs.labels)[0])  # frozen nets: no BatchNorm batch
+    weights = [w.tolist() for w in nets.filter.get_weights()]
+    losses = []
+    for det, pairs in batches[1:]:
+        a, b = pairs.images()
+        losses.append({k: float(v) for k, v in steps.iteration(det.images, det.heatmaps, a, b, pairs.labels).items()})
+    steps.restart_reids(1)
+    steps.reid_step(a, b, pairs.labels)
+    out[name] = {"replicas": steps.replicas, "first": first, "weights": weights, "losses": losses}
+print(json.dumps(out))
+"""
+
+
+def test_the_mirrored_strategy_on_two_cpu_devices_trains_like_one_device():
+    # The GPU path of the paper profile (Steps(strategy=MirroredStrategy)), run on the CPU split in two.
+    done = subprocess.run([sys.executable, "-c", MIRRORED_CHILD], capture_output=True, text=True, timeout=600,
+                          cwd=Path(__file__).resolve().parent.parent)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    single, mirrored = out["single"], out["mirrored"]
+    assert (single["replicas"], mirrored["replicas"]) == (1, 2)
+    # A filter step against frozen networks is the same computation (measured: bit for bit).
+    assert mirrored["first"] == pytest.approx(single["first"], rel=1e-5)
+    for w1, w2 in zip(single["weights"], mirrored["weights"]):
+        np.testing.assert_allclose(w1, w2, atol=1e-6)
+    # Whole iterations: BatchNorm in training mode normalises each replica's half batch by itself, so the
+    # detector and ReID move differently (measured: up to 12 % and 13 % apart over three iterations); the
+    # filter loss follows within 1 % (measured 0.6 %).
+    for s, m in zip(single["losses"], mirrored["losses"]):
+        assert m["filter"] == pytest.approx(s["filter"], rel=0.01)
+        assert m["detector"] == pytest.approx(s["detector"], rel=0.25)
+        assert m["reid"] == pytest.approx(s["reid"], rel=0.25)
