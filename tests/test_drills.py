@@ -167,8 +167,11 @@ def test_a_ray_batch_with_a_killed_worker_ends_with_the_local_batch_rows(tmp_pat
     import psutil
     pytest.importorskip("ray")
     cmd = BATCH + ["S4", "--no-evaluation"]
+    began = time.time()
     finish(cmd, env_with(tmp_path / "local"))
+    local = time.time() - began
     root = tmp_path / "ray"
+    began = time.time()
     proc = start(cmd + ["--engine", "ray", "--jobs", "2"], env_with(root))
     killed, seen = None, {}
     deadline = time.time() + 900
@@ -184,5 +187,6 @@ def test_a_ray_batch_with_a_killed_worker_ends_with_the_local_batch_rows(tmp_pat
                     break
     _, err = proc.communicate(timeout=1800)
     assert proc.returncode == 0, err[-3000:]
+    print(f"local {local / 60:.1f} min; ray --jobs 2 with {killed!r} killed {(time.time() - began) / 60:.1f} min")
     assert killed, "no worker was killed mid-run"
     assert summary_rows(root) == summary_rows(tmp_path / "local")
