@@ -255,7 +255,10 @@ class Attack:
         return self.settings["reid_steps"] + self.settings["detector_steps"]
 
     def run(self, transform, seed: int, progress=None) -> dict:
-        """Every attacker and the fresh detector against one frozen transform."""
+        """Every attacker and the fresh detector against one frozen transform. Each attack starts from the
+        same global random state, so its figures do not depend on which attacks ran before it in this
+        process (a rerun that skips the finished ones gives the same table)."""
+        keras.utils.set_random_seed(seed)
         p, st = self.profile, self.settings
         out = {"transform": transform.name, "kind": transform.kind, "output": transform.output, "seed": seed}
         sides = {s for _, s in self.reid}
