@@ -112,7 +112,7 @@ def tvpr_prepared_from(args) -> bool:
         return False
     if args.tvpr_raw:
         return Path(source) == Path(args.tvpr_raw).expanduser().resolve()
-    return f"{args.profile}_seed{args.data_seed}" in source
+    return Path(source).parent.name == "topview_raw" and Path(source).name == f"{args.profile}_seed{args.data_seed}"
 
 
 def squares_prepared(args) -> bool:
@@ -123,7 +123,9 @@ def squares_prepared(args) -> bool:
     if not path.exists():
         return False
     try:
-        squares.load_sets(path)
+        splits = squares.load_sets(path)
+        if not {"val", "test"} <= set(splits):
+            raise ValueError(f"{path} holds the splits {sorted(splits)}, not val and test (an older version?).")
     except ValueError as err:
         print(f"{err}\nnotebook 01 makes it again.")
         return False
@@ -157,7 +159,7 @@ def attack_parts(args, datasets, attack: dict, setup: dict, trained: dict, execu
     parts = []
     for d in datasets:
         classic = Task(f"06 attack classic {d}", "06_attack_the_filter", executed / "06_parts" / f"classic_{d}.ipynb",
-                       {**attack, "DATASETS": [d], "VARIANTS": []}, "attack", setup[d])
+                       {**attack, "DATASETS": [d], "VARIANTS": [], "OUTPUTS": ["uint8"]}, "attack", setup[d])
         parts.append(classic)
         for seed in args.seeds:
             for v in args.variants:
@@ -212,6 +214,8 @@ def main(argv=None) -> int:
     parser.add_argument("--jobs", type=int, help="Ray without --address: notebook runs at once (default: CPU cores)")
     parser.add_argument("--verbose", action="store_true", help="show the kernels' output and papermill's progress bars")
     args = parser.parse_args(argv)
+    args.variants = list(dict.fromkeys(args.variants))  # a name or seed given twice is one run
+    args.seeds = list(dict.fromkeys(args.seeds))
     for v in args.variants:  # fail before hours of work on a typo
         if v not in config.VARIANTS:
             parser.error(f"unknown variant {v!r}; choose from {', '.join(config.VARIANTS)}")
@@ -221,6 +225,8 @@ def main(argv=None) -> int:
         parser.error("--jobs is a positive number")
     if args.engine == "local" and (args.address or args.jobs):
         parser.error("--address and --jobs are for --engine ray")
+    if args.address and args.jobs:
+        parser.error("--jobs sizes a Ray instance of this batch's own; with --address the cluster's resources decide")
     results = config.results_dir()
     executed = results / "notebooks"
     started = time.time()

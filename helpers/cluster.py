@@ -2,8 +2,8 @@
 
 Every notebook run of the batch (01/02, 03, each 04 of a variant and seed, each part of the attack of 06)
 becomes a Ray task that starts as soon as the tasks it reads from have finished (`batch.Task.after`).
-What a task reserves: one CPU, and one GPU for training and attacks when the cluster has GPUs (the
-`paper` profile).
+What a task reserves: one CPU, and one GPU for training (03, 04) and attacks (06) when the cluster has
+GPUs (the `paper` profile); a task without a GPU is not shown any (CUDA_VISIBLE_DEVICES="").
 
 Files: every task reads and writes the project root (`ANON_ROOT` or the repository) by its path, so all
 machines of a cluster must see that folder at the same path (one machine, or a shared file system such as
@@ -12,7 +12,7 @@ NFS). Shipping results back to the driver is not supported.
 Failures: a task whose worker dies (a killed process, a lost machine) is retried up to `RETRIES` times;
 notebooks 03 and 04 resume from their last checkpoint, 06 from its last finished attack. A notebook
 that fails with an error is not retried: the batch stops, names the notebook and its log, and cancels
-what has not started.
+the other tasks.
 """
 from __future__ import annotations
 
@@ -31,9 +31,10 @@ def _run_task(name: str, output: str, parameters: dict, env: dict, *finished) ->
     return batch.run_notebook(name, Path(output), parameters, quiet=True)
 
 
-def resources(kind: str, gpus_in_cluster: float) -> dict:
-    """What one task of `kind` reserves on the cluster."""
-    return {"num_cpus": 1, "num_gpus": 1 if gpus_in_cluster and kind in ("train", "attack") else 0}
+def resources(task, gpus_in_cluster: float) -> dict:
+    """What one task reserves on the cluster."""
+    trains = task.kind in ("train", "attack") or task.name == "03_networks"
+    return {"num_cpus": 1, "num_gpus": 1 if gpus_in_cluster and trains else 0}
 
 
 def run(tasks, plan, address: str | None = None, jobs: int | None = None) -> None:
@@ -42,20 +43,26 @@ def run(tasks, plan, address: str | None = None, jobs: int | None = None) -> Non
     import ray
 
     from helpers import batch
+    env = {k: os.environ[k] for k in ENV if k in os.environ}
+    env["ANON_ROOT"] = _root()  # the same folder for every task, wherever it runs
+    runtime_env = {"env_vars": env}
     if address:
-        ray.init(address=address, log_to_driver=False)
-    else:
-        ray.init(num_cpus=jobs or os.cpu_count(), include_dashboard=False, log_to_driver=False)
+        ray.init(address=address, log_to_driver=False, runtime_env=runtime_env)
+    else:  # a Ray instance of its own, even if a cluster runs on this machine
+        ray.init(address="local", num_cpus=jobs or os.cpu_count(), include_dashboard=False, log_to_driver=False,
+                 runtime_env=runtime_env)
     try:
         gpus = ray.cluster_resources().get("GPU", 0)
-        env = {k: os.environ[k] for k in ENV if k in os.environ}
-        env["ANON_ROOT"] = _root()  # the same folder for every task, wherever it runs
         remote = ray.remote(_run_task)
         refs, labels = {}, {}
         for t in tasks:
-            ref = remote.options(**resources(t.kind, gpus), max_retries=RETRIES, retry_exceptions=False,
-                                 name=t.label).remote(t.name, str(t.output), t.parameters, env,
-                                                      *(refs[a] for a in t.after if a in refs))
+            missing = [a for a in t.after if a not in refs]
+            if missing:
+                raise ValueError(f"task {t.label!r} comes before {missing}, which it needs")
+            need = resources(t, gpus)
+            task_env = {**env, "CUDA_VISIBLE_DEVICES": ""} if gpus and not need["num_gpus"] else env
+            ref = remote.options(**need, max_retries=RETRIES, retry_exceptions=False, name=t.label).remote(
+                t.name, str(Path(t.output).resolve()), t.parameters, task_env, *(refs[a] for a in t.after))
             refs[t.label], labels[ref] = ref, t.label
         pending = list(labels)
         while pending:
@@ -64,7 +71,7 @@ def run(tasks, plan, address: str | None = None, jobs: int | None = None) -> Non
             plan.count += 1
             try:
                 minutes = ray.get(done[0])
-            except ray.exceptions.RayTaskError as err:
+            except ray.exceptions.RayError as err:  # a notebook error, or a worker lost more often than retried
                 for ref in pending:
                     ray.cancel(ref, force=True)
                 cause = err.cause if isinstance(getattr(err, "cause", None), Exception) else err

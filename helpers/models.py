@@ -40,6 +40,9 @@ class FusedBatchNormalization(layers.BatchNormalization):
             y, mean, variance = tf.compat.v1.nn.fused_batch_norm(
                 x, self.gamma, self.beta, self.moving_mean, self.moving_variance, epsilon=self.epsilon,
                 is_training=True, exponential_avg_factor=1.0 - self.momentum)
+            replicas = tf.distribute.get_replica_context()
+            if replicas is not None and replicas.num_replicas_in_sync > 1:  # tf.distribute: every copy the same
+                mean, variance = replicas.all_reduce(tf.distribute.ReduceOp.MEAN, [mean, variance])
             self.moving_mean.assign(mean)
             self.moving_variance.assign(variance)
         else:

@@ -187,7 +187,7 @@ def load_sets(path) -> dict:
                 pairs = PairSet(**{f: z[f"{split}/pairs/{f}"] for f in PAIR_FIELDS[:-1]},
                                 size=int(z[f"{split}/pairs/size"]))
                 out[split] = (det, pairs)
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+    except (OSError, ValueError, KeyError, EOFError, TypeError, AttributeError, zipfile.BadZipFile) as err:
         raise ValueError(f"{path} is damaged or from an older version ({type(err).__name__}: {err}): delete it "
                          f"and {RUN_01}.") from None
     return out
