@@ -47,7 +47,7 @@ def kill_after(proc, seconds, root=None):
         return True
 
 
-def finish(args, env, timeout=900):
+def finish(args, env, timeout=3600):  # generous: a soak may share a busy machine
     proc = start(args, env)
     _, err = proc.communicate(timeout=timeout)
     assert proc.returncode == 0, err[-3000:]
