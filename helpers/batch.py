@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
-import json
 import os
 import platform
 import subprocess
@@ -105,27 +104,23 @@ class Plan:
 
 def tvpr_prepared_from(args) -> bool:
     """True if data/tvpr/ holds what this call asks for (TVPR_RAW or the stand-in of this profile and seed)."""
-    from helpers.datasets import tvpr_dir
-    try:
-        source = json.loads((tvpr_dir() / "manifest.json").read_text())["source"]["raw_root"]
-    except (OSError, ValueError, KeyError, TypeError):  # missing, or damaged: prepare again
+    from helpers import datasets
+    source = datasets.tvpr_source()
+    if source is None:  # missing, or damaged: prepare again
         return False
     if args.tvpr_raw:
-        return Path(source) == Path(args.tvpr_raw).expanduser().resolve()
-    return Path(source).parent.name == "topview_raw" and Path(source).name == f"{args.profile}_seed{args.data_seed}"
+        return source == Path(args.tvpr_raw).expanduser().resolve()
+    return source.parent.name == "topview_raw" and source.name == datasets.standin_name(args.profile, args.data_seed)
 
 
 def squares_prepared(args) -> bool:
     """True if notebook 01's sets for this profile and data seed exist and can be read; a damaged or
     outdated file is made again (and said so)."""
-    from helpers import squares
-    path = squares.sets_path(config.data_dir(), args.profile, args.data_seed)
-    if not path.exists():
-        return False
+    from helpers import datasets
     try:
-        splits = squares.load_sets(path)
-        if not {"val", "test"} <= set(splits):
-            raise ValueError(f"{path} holds the splits {sorted(splits)}, not val and test (an older version?).")
+        datasets.eval_sets(config.get_profile(args.profile), args.data_seed)
+    except FileNotFoundError:
+        return False
     except ValueError as err:
         print(f"{err}\nnotebook 01 makes it again.")
         return False

@@ -24,8 +24,9 @@ ENV = ("ANON_ROOT", "ANON_PROFILE", "ANON_DETERMINISTIC", "TF_CPP_MIN_LOG_LEVEL"
 
 
 def _run_task(name: str, output: str, parameters: dict, env: dict, *finished) -> float:
-    """In a Ray worker: one papermill run (batch.run_notebook); `finished` are the results of the tasks
-    this one waits for (Ray starts it only once they exist)."""
+    """In a Ray worker (the batch's environment comes with the job's runtime_env): one papermill run
+    (batch.run_notebook), with `env` added for this task; `finished` are the results of the tasks this
+    one waits for (Ray starts it only once they exist)."""
     os.environ.update(env)
     from helpers import batch
     return batch.run_notebook(name, Path(output), parameters, quiet=True)
@@ -60,7 +61,7 @@ def run(tasks, plan, address: str | None = None, jobs: int | None = None) -> Non
             if missing:
                 raise ValueError(f"task {t.label!r} comes before {missing}, which it needs")
             need = resources(t, gpus)
-            task_env = {**env, "CUDA_VISIBLE_DEVICES": ""} if gpus and not need["num_gpus"] else env
+            task_env = {"CUDA_VISIBLE_DEVICES": ""} if gpus and not need["num_gpus"] else {}
             ref = remote.options(**need, max_retries=RETRIES, retry_exceptions=False, name=t.label).remote(
                 t.name, str(Path(t.output).resolve()), t.parameters, task_env, *(refs[a] for a in t.after))
             refs[t.label], labels[ref] = ref, t.label

@@ -63,19 +63,30 @@ def tvpr_pairs(crops: tvpr.ReidCrops, pairs: tvpr.Pairs, profile) -> CropPairs:
                      pairs.label.astype(np.float32))
 
 
+def tvpr_source(data_dir=None) -> Path | None:
+    """The raw folder data/tvpr/ was prepared from (its manifest says), or None if missing or unreadable."""
+    manifest = tvpr_dir(data_dir) / tvpr.MANIFEST_FILE
+    try:
+        return Path(json.loads(manifest.read_text())["source"]["raw_root"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def standin_name(profile_name: str, seed: int) -> str:
+    """The folder under data/topview_raw/ that notebook 02 draws the stand-in of this profile and seed in."""
+    return f"{profile_name}_seed{seed}"
+
+
 def check_tvpr_source(profile_name: str, seed: int, data_dir=None) -> None:
     """Refuse data/tvpr/ prepared from the stand-in of another profile or data seed (notebook 02 replaces
     data/tvpr/ whole, so a run of another profile leaves data that look valid but are not this run's)."""
     data_dir = Path(data_dir) if data_dir is not None else config.data_dir()
-    manifest = tvpr_dir(data_dir) / tvpr.MANIFEST_FILE
-    try:
-        source = json.loads(manifest.read_text())["source"]["raw_root"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return  # missing or unreadable: tvpr.load_prepared says what to do
-    if Path(source).parent.name == "topview_raw" and Path(source).name != f"{profile_name}_seed{seed}":
-        raise ValueError(f"{tvpr_dir(data_dir)} holds the TVPR stand-in {Path(source).name}, not {profile_name}_seed{seed}: "
-                         f"run notebooks/02_prepare_tvpr.ipynb with PROFILE={profile_name!r} and DATA_SEED={seed} "
-                         "(python -m helpers.batch does it), or keep each profile apart with ANON_ROOT.")
+    source = tvpr_source(data_dir)  # None: tvpr.load_prepared says what to do
+    if source is not None and source.parent.name == "topview_raw" and source.name != standin_name(profile_name, seed):
+        raise ValueError(f"{tvpr_dir(data_dir)} holds the TVPR stand-in {source.name}, not "
+                         f"{standin_name(profile_name, seed)}: run notebooks/02_prepare_tvpr.ipynb with "
+                         f"PROFILE={profile_name!r} and DATA_SEED={seed} (python -m helpers.batch does it), or keep "
+                         "each profile apart with ANON_ROOT.")
 
 
 def eval_sets(profile, seed: int = 0, data_dir=None) -> dict:
