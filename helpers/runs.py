@@ -58,6 +58,12 @@ def _metrics(path: Path) -> dict | None:
     return m if isinstance(m, dict) and "variant" in m and "profile" in m and "dataset" in m else None
 
 
+def _identity(m: dict) -> tuple:
+    """(variant, data set, profile, training seed, data seed) of a metrics.json (format 1 had one `seed`)."""
+    return (m["variant"], m["dataset"], m["profile"], int(m.get("train_seed", m.get("seed", 0))),
+            int(m.get("data_seed", m.get("seed", 0))))
+
+
 def read(folder) -> Run | None:
     """The finished run in `folder`, or None (no metrics.json yet, or not a run folder)."""
     folder = Path(folder)
@@ -67,12 +73,10 @@ def read(folder) -> Run | None:
     m = _metrics(path)
     if m is None:
         return None
-    train_seed = m.get("train_seed", m.get("seed", 0))
-    data_seed = m.get("data_seed", m.get("seed", 0))
     needed = ("detector.keras", "reid.keras") if m["variant"] == "none" else ("filter.keras",)
     if not all((folder / f).exists() for f in needed):
         return None
-    return Run(folder.name, m["variant"], m["dataset"], m["profile"], int(train_seed), int(data_seed), folder, m)
+    return Run(folder.name, *_identity(m), folder, m)
 
 
 def check_free(folder, variant: str, dataset: str, profile: str, train_seed: int, data_seed: int) -> None:
@@ -91,8 +95,7 @@ def check_free(folder, variant: str, dataset: str, profile: str, train_seed: int
         raise RunConflict(f"{path} cannot be read as a run (corrupt, or from an older version of this project); "
                           f"this run is {what}. {advice}")
     mine = (variant, dataset, profile, train_seed, data_seed)
-    theirs = (m["variant"], m["dataset"], m["profile"], int(m.get("train_seed", m.get("seed", 0))),
-              int(m.get("data_seed", m.get("seed", 0))))
+    theirs = _identity(m)
     if mine != theirs:
         raise RunConflict(f"{folder} holds a finished run of {theirs[0]} ({theirs[1]}), profile {theirs[2]}, training "
                           f"seed {theirs[3]}, data seed {theirs[4]}; this run is {what} and would overwrite it. {advice}")
