@@ -111,6 +111,22 @@ def transformed_images(images: np.ndarray, transform, batch_size: int = PREDICT_
     return np.concatenate([transform(images[s:s + batch_size]) for s in range(0, len(images), batch_size)])
 
 
+def exact_attack_auc(transform, pairs, batch_size: int = PREDICT_BATCH) -> float:
+    """The highest AUC any attacker can reach on a squares pair set through `transform`, computed
+    rather than trained for: a squares ReID image is one solid colour, so the transform's output for
+    it is one fixed image, and all an attacker sees of a pair is which two outputs it got. Pairs whose
+    outputs match exactly (byte for byte, as published) are indistinguishable to every network, and
+    metrics.best_pair_auc ranks the groups of indistinguishable pairs in the best order there is."""
+    if not hasattr(pairs, "colours_a"):
+        raise TypeError("exact_attack_auc needs solid-colour (squares) pairs; a TVPR crop has no such shortcut.")
+    colours, where = np.unique(np.concatenate([pairs.colours_a, pairs.colours_b]), axis=0, return_inverse=True)
+    from helpers.squares import solid_images
+    out = transformed_images(solid_images(colours, pairs.size), transform, batch_size)
+    _, key = np.unique(out.reshape(len(out), -1), axis=0, return_inverse=True)
+    key = key.reshape(-1)[where.reshape(-1)]
+    return metrics.best_pair_auc(key[:len(pairs)], key[len(pairs):], pairs.labels)
+
+
 def predict(trainee: Trainee, *arrays) -> np.ndarray:
     """The network in inference mode over arrays of equal length, in batches of PREDICT_BATCH; the last
     batch is padded so that one traced function serves every call."""

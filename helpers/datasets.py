@@ -119,6 +119,20 @@ def selection_pairs(profile, seed: int = 0, data_dir=None, val=None) -> list:
     return [val, squares.fixed_sets(profile, "val", seed + SELECTION_SEED)[1]]
 
 
+EXACT_SEED = 104729  # the large squares pair draw of exact_pairs comes from data seed + this
+
+
+def exact_pairs(profile, split: str, seed: int = 0, identities: int | None = None):
+    """Squares: a large pair draw (config.EXACT_IDENTITIES identities, the profile's images each) from
+    the validation ('val', for choices) or test ('test', for reports) stream, for attackers.exact_attack_auc:
+    20 identities cannot show a filter that maps most colours, but not all, to one image."""
+    if profile.dataset != "squares":
+        raise ValueError(f"Exact attacker figures need solid-colour squares pairs, not {profile.dataset!r}.")
+    rng = squares.rng_for(split, seed + EXACT_SEED)
+    return squares.fixed_pairs(rng, identities or config.EXACT_IDENTITIES, profile.val_images_per_identity,
+                               profile.reid_size)
+
+
 def _flip(images, axis_y: np.ndarray, axis_x: np.ndarray):
     out = images.copy()
     out[axis_y] = out[axis_y, ::-1]

@@ -142,6 +142,32 @@ def roc_curve(labels, scores, num_thresholds: int = 200) -> tuple[np.ndarray, np
     return fpr, tpr
 
 
-def filter_distance(reid_auc: float, detector_ap: float, unfiltered_ap: float) -> float:
-    """Euclidean distance from (AUC, AP) to the ideal point (0.5, AP without a filter) (chapter 5)."""
-    return math.hypot(reid_auc - 0.5, detector_ap - unfiltered_ap)
+def filter_distance(reid_auc: float, detector_ap: float, unfiltered_ap: float, one_sided: bool = False) -> float:
+    """Euclidean distance from (AUC, AP) to the ideal point (0.5, AP without a filter) (chapter 5).
+    `one_sided`: an AP above the unfiltered detector's costs nothing (the thesis counts it as a distance)."""
+    shortfall = unfiltered_ap - detector_ap
+    return math.hypot(reid_auc - 0.5, max(shortfall, 0.0) if one_sided else shortfall)
+
+
+def rank_auc(labels, scores) -> float:
+    """Exact ROC AUC (Mann-Whitney U, ties counted half), unlike roc_auc's 200 thresholds."""
+    from scipy.stats import rankdata
+    labels = np.asarray(labels).reshape(-1) > 0.5
+    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError(f"AUC needs both classes; got {n_pos} positive and {n_neg} negative pairs.")
+    ranks = rankdata(np.asarray(scores, np.float64).reshape(-1))
+    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def best_pair_auc(keys_a, keys_b, labels) -> float:
+    """The highest AUC that any attacker can reach on these pairs when all it sees of a pair is
+    (key_a, key_b), for example the bytes of two published images: every pair of one (key_a, key_b)
+    group gets the same score, and ranking the groups by their share of same-identity pairs is the best
+    ordering there is. Equal keys everywhere give 0.5; a key of its own per identity gives 1.0."""
+    keys = np.stack([np.asarray(keys_a).reshape(-1), np.asarray(keys_b).reshape(-1)], axis=1)
+    labels = np.asarray(labels, np.float64).reshape(-1)
+    _, group = np.unique(keys, axis=0, return_inverse=True)
+    group = group.reshape(-1)
+    share = np.bincount(group, weights=labels) / np.bincount(group)
+    return rank_auc(labels, share[group])

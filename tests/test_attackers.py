@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from helpers import attackers, squares, transforms
+from helpers import attackers, config, datasets, squares, transforms
 
 
 def test_attackers_have_shared_or_separate_towers():
@@ -79,3 +79,22 @@ def test_the_selection_attacker_scores_validation_pairs_only(smoke_profile, monk
     out = selector(transforms.classic("none").published("uint8"))
     assert set(out) == {"fresh_val_auc", "fresh_best_step"} and 0.0 <= out["fresh_val_auc"] <= 1.0
     assert seen == [val]  # the only fixed pairs it ever scores
+
+
+def test_the_exact_attacker_bounds_a_trained_one_and_reads_what_is_published(cnn_attack, smoke_profile):
+    halves = transforms.Transform("halves", "classic", lambda x: tf.cast(x[..., :1] > 0.5, tf.float32) * tf.ones_like(x))
+    trained = cnn_attack.run(halves, seed=0)["reid"]["cnn/both"]["test_auc"]
+    test_pairs = cnn_attack.sets["test"][1]
+    bound = attackers.exact_attack_auc(halves, test_pairs)
+    assert 0.55 < bound < 0.95 and trained <= bound + 0.01, (trained, bound)  # two outputs only: little to read
+    pairs = datasets.exact_pairs(smoke_profile, "val", 0, identities=60)
+    assert attackers.exact_attack_auc(transforms.classic("none").published("uint8"), pairs) == 1.0
+    assert attackers.exact_attack_auc(transforms.constant(), pairs) == 0.5
+    faint = transforms.Transform("faint", "classic", lambda x: 0.5 + x / 1000)  # differs in float, not in 8 bits
+    assert attackers.exact_attack_auc(faint, pairs) == 1.0
+    assert attackers.exact_attack_auc(faint.published("uint8"), pairs) == 0.5
+    assert not np.isin(pairs.colours_a, datasets.exact_pairs(smoke_profile, "test", 0, identities=60).colours_a).any()
+    with pytest.raises(TypeError, match="squares"):
+        attackers.exact_attack_auc(halves, attackers.PairArrays(*test_pairs.images(), test_pairs.labels))
+    with pytest.raises(ValueError, match="squares"):
+        datasets.exact_pairs(config.get_profile("smoke", "tvpr"), "val", 0)

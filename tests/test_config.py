@@ -19,6 +19,13 @@ def test_variants_match_tables_4_1_and_4_2():
             (("mobilenet",), 5.0, None, 1, 0, "none", 1.0, "co-trained"), name
 
 
+def test_s5_trains_as_s4_and_only_squares_can_select_by_the_exact_attacker():
+    s4, s5 = config.VARIANTS["S4"].as_dict(), config.VARIANTS["S5"].as_dict()
+    assert {k for k in s4 if s4[k] != s5[k]} == {"name", "select"} and s5["select"] == "exact"
+    with pytest.raises(ValueError, match="squares"):
+        config.Variant("X", "tvpr", (5, 7, 7, 5, 3), 1e-3, 1, select="exact")
+
+
 def test_run_folders_and_attack_settings():
     assert config.run_dir("S2", 0).name == "S2" and config.run_dir("S2", 2).name == "S2_seed2"
     for d in config.DATASETS:

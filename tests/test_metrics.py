@@ -92,6 +92,20 @@ def test_roc_auc_matches_scikit_learn():
     assert np.trapezoid(tpr[::-1], fpr[::-1]) == pytest.approx(roc_auc_score(labels, scores), abs=0.01)
 
 
+def test_rank_auc_is_exact_with_ties_and_the_exact_bound_reads_identities():
+    rng = np.random.default_rng(4)
+    labels = rng.integers(0, 2, 300)
+    scores = np.round(rng.random(300) + 0.3 * labels, 1)  # many ties
+    assert metrics.rank_auc(labels, scores) == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
+    ids = rng.integers(0, 50, (400, 2))
+    same = (ids[:, 0] == ids[:, 1]).astype(float)
+    same[:2] = 1.0, 0.0
+    ids[:2] = (7, 7), (7, 8)
+    assert metrics.best_pair_auc(ids[:, 0], ids[:, 1], same) == 1.0  # a key of its own per identity
+    with pytest.raises(ValueError, match="both classes"):
+        metrics.rank_auc(np.ones(5), np.arange(5))
+
+
 def test_inverted_reid_scores_below_half():
     labels = np.array([1, 1, 0, 0] * 10)
     assert metrics.roc_auc(labels, 1.0 - labels) < 0.05
@@ -101,6 +115,9 @@ def test_filter_distance_is_euclidean_to_the_ideal_point():
     assert metrics.filter_distance(0.5, 1.0, 1.0) == 0.0
     assert metrics.filter_distance(0.372, 0.821, 1.0) == pytest.approx(0.220, abs=1e-3)  # thesis S2
     assert metrics.filter_distance(0.540, 0.864, 0.938) == pytest.approx(0.084, abs=1e-3)  # thesis R1
+    assert metrics.filter_distance(0.5, 1.0, 0.9) == pytest.approx(0.1)  # the thesis's: above the ideal point
+    assert metrics.filter_distance(0.5, 1.0, 0.9, one_sided=True) == 0.0  # S5's: a better AP costs nothing
+    assert metrics.filter_distance(0.6, 0.8, 0.9, one_sided=True) == pytest.approx(metrics.filter_distance(0.6, 0.8, 0.9))
 
 
 def test_heatmaps_with_several_channels_are_rejected():

@@ -59,6 +59,20 @@ def test_the_filter_distance_is_zero_only_at_the_ideal_point(auc, ap, unfiltered
     assert (d == 0) == (auc == 0.5 and ap == unfiltered)
 
 
+@quick
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 3), st.booleans()), min_size=2, max_size=60),
+       st.lists(unit, min_size=16, max_size=16))
+def test_no_attacker_that_sees_only_the_published_images_beats_the_exact_bound(pairs, scores_of_groups):
+    keys_a, keys_b, labels = (np.array(c) for c in zip(*pairs))
+    if labels.all() or not labels.any():
+        labels[0] = not labels[0]
+    bound = metrics.best_pair_auc(keys_a, keys_b, labels)
+    any_attacker = np.array(scores_of_groups)[keys_a * 4 + keys_b]  # any score that depends on the pair's images only
+    assert 0.5 - 1e-12 <= bound <= 1.0
+    assert metrics.rank_auc(labels, any_attacker) <= bound + 1e-12
+    assert metrics.best_pair_auc(np.zeros_like(keys_a), np.zeros_like(keys_b), labels) == 0.5
+
+
 names = st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=20).map(str.strip).filter(bool)
 boxes = st.builds(tvpr.Box, names, st.integers(0, 10**6), st.integers(0, 10**4), st.integers(0, 4000),
                   st.integers(0, 4000), st.integers(1, 1000))
