@@ -277,7 +277,7 @@ class Attack:
         keras.utils.set_random_seed(seed)
         p, st = self.profile, self.settings
         out = {"transform": transform.name, "kind": transform.kind, "output": transform.output, "seed": seed}
-        sides = {s for _, s in self.reid}
+        sides = sorted({s for _, s in self.reid})  # a set's order changes with each process's string hashing
         fixed = {split: {s: transformed_pairs(self.sets[split][1], transform, s) for s in sides}
                  for split in ("val", "test")}
         out["reid"] = train_reids(self.squad, self.stream, transform, fixed["val"], fixed["test"], st["reid_steps"],

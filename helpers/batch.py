@@ -1,6 +1,6 @@
 """Run the notebooks with papermill, in order, and gather every finished run into results/summary.*.
 
-    python -m helpers.batch S1 S4 R1 R7                 # data and unfiltered networks if needed, 04 per
+    python -m helpers.batch S1 S5 R1 R7                 # data and unfiltered networks if needed, 04 per
                                                         # variant, then 05, 06 (fresh attackers) and 07
     python -m helpers.batch S1 S2 --seeds 0 1 2         # three training runs per variant
     python -m helpers.batch R1 R2 R3 --tvpr-raw ~/TVPR  # TVPR itself instead of the offline stand-in

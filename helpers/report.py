@@ -10,7 +10,7 @@ from helpers import config, metrics, runs
 
 SUMMARY_COLUMNS = ["variant", "dataset", "profile", "train_seed", "data_seed", "detector_ap", "ranked_ap",
                    "reid_auc", "distance", "val_distance", "val_fresh_auc", "val_fresh_distance", "unfiltered_ap",
-                   "distance_ranks", "best_epoch", "train_minutes"]
+                   "distance_ranks", "best_epoch", "train_minutes", "exact_auc"]
 
 ATTACK_COLUMNS = ["dataset", "transform", "kind", "output", "attacker", "sides", "seed", "fresh_auc", "fresh_val_auc",
                   "best_step", "steps", "fresh_ap", "fresh_ranked_ap", "fresh_val_ap", "detector_best_step",
@@ -31,7 +31,8 @@ def summary_rows(results=None) -> list[dict]:
                      "val_fresh_auc": val.get("fresh_val_auc"), "val_fresh_distance": val.get("fresh_distance"),
                      "unfiltered_ap": unfiltered_ap,
                      "distance_ranks": config.distance_ranks(unfiltered_ap),
-                     "best_epoch": m.get("best_epoch"), "train_minutes": m.get("train_minutes")})
+                     "best_epoch": m.get("best_epoch"), "train_minutes": m.get("train_minutes"),
+                     "exact_auc": test.get("exact_auc")})
     return rows
 
 
@@ -197,7 +198,7 @@ def results_markdown(results=None) -> str:
                      **{name: mean_std(g[k].mean(), std(k)) for name, k in (
                          ("AP", "detector_ap"), ("co-trained AUC", "reid_auc"), ("distance", "distance"),
                          ("val distance", "val_distance"), ("val fresh distance", "val_fresh_distance"),
-                         ("minutes", "train_minutes"))}})
+                         ("minutes", "train_minutes"), ("exact AUC, 8-bit", "exact_auc")) if k in g}})
     lines += [_table(pd.DataFrame(rows)), ""]
     attack_path = results / "attack_summary.csv"
     if attack_path.exists():

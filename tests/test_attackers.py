@@ -98,3 +98,20 @@ def test_the_exact_attacker_bounds_a_trained_one_and_reads_what_is_published(cnn
         attackers.exact_attack_auc(halves, attackers.PairArrays(*test_pairs.images(), test_pairs.labels))
     with pytest.raises(ValueError, match="squares"):
         datasets.exact_pairs(config.get_profile("smoke", "tvpr"), "val", 0)
+
+
+def test_an_attack_draws_its_fixed_pairs_in_one_order_in_every_process(cnn_attack, monkeypatch):
+    # A noise transform draws from one generator for every pair set it transforms, so the order of the
+    # sets decides which noise each gets; a set's order changes with each process's string hashing.
+    seen = []
+
+    def record(pairs, transform, sides, *a, **k):
+        seen.append(sides)
+        if len(seen) == 4:
+            raise StopIteration
+        return attackers.PairArrays(np.zeros(1), np.zeros(1), np.zeros(1))
+
+    monkeypatch.setattr(attackers, "transformed_pairs", record)
+    with pytest.raises(StopIteration):
+        cnn_attack.run(transforms.classic("noise", seed=0), seed=0)
+    assert seen == ["both", "one", "both", "one"]
