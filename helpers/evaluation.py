@@ -1,6 +1,8 @@
 """Inference-mode evaluation of a (filter, detector, ReID) triple on fixed data (thesis 4.2)."""
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import numpy as np
 import tensorflow as tf
 
@@ -14,33 +16,52 @@ def _batches(n: int, size: int):
         yield start, min(start + size, n)
 
 
-def predict_heatmaps(nets, images: np.ndarray, batch_size: int, transform=None) -> np.ndarray:
-    out = []
-    for s, e in _batches(len(images), batch_size):
-        x = tf.convert_to_tensor(images[s:e])
-        x = transform(x) if transform is not None else x
-        out.append(nets.detector(x, training=False).numpy())
-    return np.concatenate(out)
+_TRACED: OrderedDict = OrderedDict()  # (id(network), id(filter), output) -> (network, filter, traced prediction)
+TRACED_KEPT = 8  # the most recently used ones; older ones (and their networks) are let go
 
 
-def predict_same(reid, pairs, batch_size: int, transform=None) -> np.ndarray:
+def _predictor(net, filt, output: str):
+    """`net` in inference mode on the filter's float or 8-bit output, as one traced function per
+    (network, filter, output): validation runs every epoch, and eager calls of a MobileNet cost about
+    half again as much as a traced one on our CPUs."""
+    key = (id(net), id(filt), output)
+    hit = _TRACED.get(key)
+    if hit is not None and hit[0] is net and hit[1] is filt:
+        _TRACED.move_to_end(key)
+        return hit[2]
+
+    def transform(x):
+        if filt is None:
+            return x
+        y = filt(x, training=False)
+        return quantize(y) if output == "uint8" else y
+
+    @tf.function(reduce_retracing=True)
+    def predict(*inputs):
+        inputs = [transform(x) for x in inputs]
+        return net(inputs if len(inputs) > 1 else inputs[0], training=False)
+
+    _TRACED[key] = (net, filt, predict)
+    while len(_TRACED) > TRACED_KEPT:
+        _TRACED.popitem(last=False)
+    return predict
+
+
+def predict_heatmaps(nets, images: np.ndarray, batch_size: int, output: str = "float") -> np.ndarray:
+    """The detector's heatmaps on the filter's float or 8-bit output (the images themselves without a filter)."""
+    predict = _predictor(nets.detector, nets.filter, check_output(output))
+    return np.concatenate([predict(tf.convert_to_tensor(images[s:e])).numpy()
+                           for s, e in _batches(len(images), batch_size)])
+
+
+def predict_same(reid, pairs, batch_size: int, filt=None, output: str = "float") -> np.ndarray:
+    """The ReID's same-identity scores on pairs through the filter (float or 8-bit output)."""
+    predict = _predictor(reid, filt, check_output(output))
     out = []
     for s, e in _batches(len(pairs), batch_size):
         a, b = pairs.images(s, e)
-        if transform is not None:
-            a, b = transform(tf.convert_to_tensor(a)), transform(tf.convert_to_tensor(b))
-        out.append(reid([a, b], training=False).numpy().reshape(-1))
+        out.append(predict(tf.convert_to_tensor(a), tf.convert_to_tensor(b)).numpy().reshape(-1))
     return np.concatenate(out)
-
-
-def filter_transform(filt, output: str = "float"):
-    """The filter in inference mode, its output rounded to 8 bits when output='uint8'; None: no filter."""
-    check_output(output)
-    if filt is None:
-        return None
-    if output == "uint8":
-        return lambda x: quantize(filt(x, training=False))
-    return lambda x: filt(x, training=False)
 
 
 def detector_metrics(heat: np.ndarray, det_set, batch_size: int, radius: float) -> dict:
@@ -63,7 +84,7 @@ def strongest(aucs) -> int:
 
 def detector_ap(nets, det_set, batch_size: int, radius: float, output: str = "float") -> float:
     """The thesis's AP alone (no ReID scoring) on the filter's float or 8-bit output."""
-    heat = predict_heatmaps(nets, det_set.images, batch_size, filter_transform(nets.filter, output))
+    heat = predict_heatmaps(nets, det_set.images, batch_size, output)
     return detector_metrics(heat, det_set, batch_size, radius)["detector_ap"]
 
 
@@ -71,9 +92,8 @@ def evaluate(nets, det_set, pairs, batch_size: int, radius: float, unfiltered_ap
              keep_predictions: bool = False, output: str = "float") -> dict:
     """AP (thesis and ranked), ROC AUC and, given the unfiltered AP, the filter distance.
     With a pool of ReIDs, `reid_auc` is the strongest one's and `reid_auc_<i>` each member's."""
-    transform = filter_transform(nets.filter, output)
-    heat = predict_heatmaps(nets, det_set.images, batch_size, transform)
-    scores = [predict_same(reid, pairs, batch_size, transform) for reid in nets.reids]
+    heat = predict_heatmaps(nets, det_set.images, batch_size, output)
+    scores = [predict_same(reid, pairs, batch_size, nets.filter, output) for reid in nets.reids]
     aucs = [metrics.roc_auc(pairs.labels, s) for s in scores]
     k = strongest(aucs)
     same = scores[k]

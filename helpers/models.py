@@ -52,14 +52,74 @@ class FusedBatchNormalization(layers.BatchNormalization):
         return tf.cast(y, self.compute_dtype)
 
 
+@keras.saving.register_keras_serializable(package="anonymisation")
+class PointwiseConv2D(layers.Conv2D):
+    """Keras's Conv2D; a 1x1, stride-1 one is computed as a matrix product.
+
+    On our 2-core CPUs TensorFlow's convolution gradients (Conv2DBackpropInput/Filter) are several times
+    slower than the forward convolution, while a matrix product's gradients are matrix products. Same
+    weights, same result (to float rounding). MobileNets are mostly 1x1 convolutions.
+    """
+
+    def call(self, inputs):
+        k = self.kernel
+        if tuple(self.kernel_size) != (1, 1) or tuple(self.strides) != (1, 1) or tuple(self.dilation_rate) != (1, 1) \
+                or self.groups != 1 or self.data_format != "channels_last":
+            return super().call(inputs)
+        x = tf.convert_to_tensor(inputs)
+        y = tf.matmul(tf.reshape(x, (-1, k.shape[2])), tf.reshape(tf.cast(k, x.dtype), (k.shape[2], k.shape[3])))
+        y = tf.reshape(y, tf.concat([tf.shape(x)[:-1], [k.shape[3]]], 0))
+        if self.use_bias:
+            y = y + tf.cast(self.bias, y.dtype)
+        return self.activation(y) if self.activation is not None else y
+
+
+@keras.saving.register_keras_serializable(package="anonymisation")
+class BlockConv2DTranspose(layers.Conv2DTranspose):
+    """Keras's Conv2DTranspose; the detector head's kind (4x4 kernel, stride 2, same padding) is computed
+    as one matrix product and an overlap-add.
+
+    Each input pixel spreads a 4x4 patch over the output at stride 2, and a 4x4 patch is four 2x2 blocks,
+    each of which tiles the output without overlap: a depth_to_space of the product shifted by one pixel.
+    Same weights, same result as tf.nn.conv2d_transpose (tests/test_models.py); on our CPUs its training
+    step is faster, because TensorFlow computes a transposed convolution with its slow gradient kernel.
+    """
+
+    def call(self, inputs):
+        if tuple(self.kernel_size) != (4, 4) or tuple(self.strides) != (2, 2) or self.padding != "same" \
+                or tuple(self.dilation_rate) != (1, 1) or self.output_padding is not None \
+                or self.data_format != "channels_last":
+            return super().call(inputs)
+        x = tf.convert_to_tensor(inputs)
+        h, w, cin = x.shape[1], x.shape[2], x.shape[3]
+        cout = self.filters
+        # kernel (ty, tx, out, in) with ty = 2 ay + ry -> (in, block (ay, ax), ry, rx, out)
+        k = tf.reshape(tf.cast(self.kernel, x.dtype), (2, 2, 2, 2, cout, cin))
+        k = tf.reshape(tf.transpose(k, (5, 0, 2, 1, 3, 4)), (cin, 16 * cout))
+        p = tf.reshape(tf.matmul(tf.reshape(x, (-1, cin)), k), (-1, h, w, 4, 4 * cout))
+        out = 0
+        for i, (ay, ax) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1))):
+            block = tf.nn.depth_to_space(p[:, :, :, i, :], 2)  # lands 2 ay - 1, 2 ax - 1 pixels off
+            out = out + tf.pad(block, [[0, 0], [2 * ay, 2 - 2 * ay], [2 * ax, 2 - 2 * ax], [0, 0]])
+        out = out[:, 1:-1, 1:-1, :]
+        if self.use_bias:
+            out = out + tf.cast(self.bias, out.dtype)
+        return self.activation(out) if self.activation is not None else out
+
+
+# Keras's layer -> the same layer computed by a faster kernel on our CPUs (same weights and config)
+FAST_LAYERS = {layers.BatchNormalization: FusedBatchNormalization, layers.Conv2D: PointwiseConv2D,
+               layers.Conv2DTranspose: BlockConv2DTranspose}
+
+
 def fuse_batchnorm(model: keras.Model, fused: bool = True) -> keras.Model:
-    """A copy of a functional model (same weights, nested models included) whose BatchNormalization
-    layers use the fused kernel, or with fused=False, Keras's own (benchmarks/train_step.py compares)."""
-    new, old = (FusedBatchNormalization, layers.BatchNormalization) if fused else \
-        (layers.BatchNormalization, FusedBatchNormalization)
+    """A copy of a functional model (same weights, nested models included) whose BatchNormalization,
+    1x1 Conv2D and Conv2DTranspose layers use the faster kernels above, or with fused=False, Keras's own
+    (benchmarks/train_step.py compares)."""
+    swap = FAST_LAYERS if fused else {fast: plain for plain, fast in FAST_LAYERS.items()}
 
     def clone(layer):
-        cls = new if type(layer) is old else layer.__class__
+        cls = swap.get(type(layer), layer.__class__)
         return cls.from_config(layer.get_config())
 
     copy = keras.models.clone_model(model, clone_function=clone, recursive=True)
@@ -143,10 +203,10 @@ def build_detector(image_shape, alpha: float = 1.0, weights=None, bn_momentum: f
     x = layers.Rescaling(2.0, offset=-1.0, name="to_mobilenet_range")(inputs)
     x = backbone(x)
     for i, width in enumerate(head_widths):
-        x = layers.Conv2DTranspose(width, 4, strides=2, padding="same", use_bias=False, name=f"deconv{i + 1}")(x)
+        x = BlockConv2DTranspose(width, 4, strides=2, padding="same", use_bias=False, name=f"deconv{i + 1}")(x)
         x = FusedBatchNormalization(name=f"deconv{i + 1}_bn")(x)
         x = layers.ReLU(name=f"deconv{i + 1}_relu")(x)
-    outputs = layers.Conv2D(1, 1, name="heatmap", dtype="float32")(x)
+    outputs = PointwiseConv2D(1, 1, name="heatmap", dtype="float32")(x)
     model = keras.Model(inputs, outputs, name=name)
     set_batchnorm_momentum(model, bn_momentum)
     return model
@@ -244,4 +304,8 @@ def load(path) -> keras.Model:
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist: run the notebook that writes it first "
                                 "(03_networks for results/none/, 04_adversarial_training for a variant).")
-    return keras.models.load_model(path, compile=False)
+    model = keras.models.load_model(path, compile=False)
+    # a detector or ReID saved before the faster kernels existed gets them (same weights, same function)
+    plain = {type(l) for l in model._flatten_layers(include_self=False, recursive=True)} & {
+        layers.BatchNormalization, layers.Conv2DTranspose}
+    return fuse_batchnorm(model) if plain else model

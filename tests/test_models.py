@@ -101,3 +101,47 @@ def test_the_reid_backbone_can_be_a_plain_cnn(smoke_profile):
     assert reid([x, x]).shape == (2, 1) and "mobilenet" not in str([l.name for l in reid.layers])
     with pytest.raises(ValueError, match="cnn"):
         models.networks_for(smoke_profile, "squares", (5, 7, 7, 5, 3), reids="vit")
+
+
+@pytest.mark.parametrize("shape", [(3, 2, 2, 24), (2, 3, 4, 8), (1, 5, 7, 6)])
+def test_block_deconvolution_equals_keras_with_its_gradients(shape):
+    # The detector head's faster kernel must be the same function as Keras's Conv2DTranspose, gradients included.
+    x = tf.random.stateless_normal(shape, (1, 2))
+    plain = tf.keras.layers.Conv2DTranspose(5, 4, strides=2, padding="same", use_bias=True)
+    fast = models.BlockConv2DTranspose(5, 4, strides=2, padding="same", use_bias=True)
+    plain.build(shape)
+    fast.build(shape)
+    fast.set_weights([w + 0.1 for w in plain.get_weights()])
+    plain.set_weights(fast.get_weights())
+    grads = []
+    for layer in (plain, fast):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x)
+            loss = tf.reduce_sum(tf.sin(y))
+        grads.append([y, *tape.gradient(loss, [x, *layer.trainable_variables])])
+    assert grads[1][0].shape == (shape[0], 2 * shape[1], 2 * shape[2], 5)
+    for a, b in zip(*grads):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_pointwise_convolution_equals_keras_and_other_convolutions_are_untouched():
+    x = tf.random.stateless_normal((2, 5, 6, 7), (3, 4))
+    for kernel, strides in ((1, 1), (3, 1), (1, 2)):
+        plain = tf.keras.layers.Conv2D(4, kernel, strides=strides, padding="same", activation="relu")
+        fast = models.PointwiseConv2D(4, kernel, strides=strides, padding="same", activation="relu")
+        plain.build(x.shape)
+        fast.build(x.shape)
+        fast.set_weights(plain.get_weights())
+        np.testing.assert_allclose(fast(x).numpy(), plain(x).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_fast_kernels_swap_in_and_out_with_the_same_outputs(smoke_nets):
+    _, det, _ = smoke_nets
+    kinds = {type(l) for l in det._flatten_layers(include_self=False, recursive=True)}
+    assert models.BlockConv2DTranspose in kinds and models.PointwiseConv2D in kinds
+    plain = models.fuse_batchnorm(det, fused=False)
+    plain_kinds = {type(l) for l in plain._flatten_layers(include_self=False, recursive=True)}
+    assert not plain_kinds & {models.BlockConv2DTranspose, models.PointwiseConv2D, models.FusedBatchNormalization}
+    x = np.random.default_rng(0).random((2, *det.input_shape[1:])).astype("float32")
+    np.testing.assert_allclose(plain(x, training=False).numpy(), det(x, training=False).numpy(), rtol=1e-4, atol=1e-5)
