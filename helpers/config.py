@@ -29,6 +29,9 @@ class Variant:
     # the kept epoch: by the co-trained ReID (thesis) | "fresh": by a fresh attacker | "exact" (squares): by the
     # highest AUC any attacker can reach on many validation colours (attackers.exact_attack_auc)
     select: str = "co-trained"
+    # weight of the attacker-free invariance term (losses.invariance_loss: filtered pair images pulled to one
+    # image), added to the privacy term; 0: the thesis's adversarial term alone
+    invariance: float = 0.0
 
     def __post_init__(self):
         choices = {"dataset": DATASETS, "privacy": ("thesis", "confusion", "entropy"),
@@ -38,6 +41,8 @@ class Variant:
                 raise ValueError(f"Variant {self.name}: {name}={getattr(self, name)!r}; use one of {allowed}.")
         if self.select == "exact" and self.dataset != "squares":
             raise ValueError(f"Variant {self.name}: select='exact' needs solid-colour squares pairs; use 'fresh'.")
+        if self.invariance < 0:
+            raise ValueError(f"Variant {self.name}: invariance={self.invariance}; use a weight >= 0.")
         if not self.reids or any(r not in ("mobilenet", "cnn") for r in self.reids):
             raise ValueError(f"Variant {self.name}: reids={self.reids!r}; use 'mobilenet' and/or 'cnn'.")
 
@@ -71,6 +76,13 @@ VARIANTS = {
         # above the unfiltered one counted as no loss (one-sided distance). It trains exactly as S4 does.
         Variant("S5", "squares", (5, 7, 7, 5, 3), 1e-3, 2, privacy="confusion", reids=("cnn",), lam=100.0,
                 rounding="detector", epochs_factor=2.5, select="exact"),
+        # S5 with the attacker-free invariance term beside the adversary: the filtered images of each ReID
+        # pair pulled to one image (mean absolute difference, weight 0.1).
+        Variant("S6", "squares", (5, 7, 7, 5, 3), 1e-3, 2, privacy="confusion", reids=("cnn",), lam=100.0,
+                rounding="detector", epochs_factor=2.5, select="exact", invariance=0.1),
+        # S6 with the invariance term five times as strong (weight 0.5): on the same scale as the confusion term.
+        Variant("S7", "squares", (5, 7, 7, 5, 3), 1e-3, 2, privacy="confusion", reids=("cnn",), lam=100.0,
+                rounding="detector", epochs_factor=2.5, select="exact", invariance=0.5),
         Variant("R1", "tvpr", (5, 7, 7, 5, 3), 5e-4, 1),
         Variant("R2", "tvpr", (3, 3, 3, 3, 3), 5e-4, 1),
         Variant("R3", "tvpr", (3, 5, 5, 3, 3), 5e-4, 1),
@@ -82,6 +94,9 @@ VARIANTS = {
         # the kept epoch chosen by a fresh attacker. 8-bit rounding inside training lost the detector here.
         Variant("R7", "tvpr", (5, 7, 7, 5, 3), 1e-3, 1, privacy="confusion", reids=("cnn",), lam=200.0,
                 restart_every=100, restart_steps=50, epochs_factor=1.6, select="fresh"),
+        # R7 with the attacker-free invariance term (weight 0.1) beside the co-trained CNN.
+        Variant("R8", "tvpr", (5, 7, 7, 5, 3), 1e-3, 1, privacy="confusion", reids=("cnn",), lam=200.0,
+                restart_every=100, restart_steps=50, epochs_factor=1.6, select="fresh", invariance=0.1),
     ]
 }
 

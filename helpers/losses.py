@@ -43,3 +43,11 @@ def privacy_loss(kind: str, same_true, same_pred, lam: float):
         p = tf.clip_by_value(tf.reshape(tf.cast(same_pred, tf.float32), (-1,)), _EPS, 1.0 - _EPS)
         return tf.reduce_mean(p * tf.math.log(p) + (1.0 - p) * tf.math.log(1.0 - p)) / lam
     check_privacy(kind)
+
+
+def invariance_loss(filtered_a, filtered_b):
+    """Mean absolute difference between the filter's outputs of the two images of each pair: zero only
+    when the filter maps them to the same image, which no attacker, trained or not, can tell apart.
+    An attacker-free privacy term; L1 rather than squared, so its pull does not fade near zero, where
+    8-bit rounding decides whether two outputs are the same image."""
+    return tf.reduce_mean(tf.abs(tf.cast(filtered_a, tf.float32) - tf.cast(filtered_b, tf.float32)))

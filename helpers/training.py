@@ -14,7 +14,7 @@ import tensorflow as tf
 from helpers.images import quantize, quantize_straight_through
 from helpers import runs
 from helpers.config import LAMBDA
-from helpers.losses import bce, check_privacy, mse, privacy_loss
+from helpers.losses import bce, check_privacy, invariance_loss, mse, privacy_loss
 
 ROUNDING = ("none", "detector", "adversaries", "all")
 RESTART_STREAM_OFFSET = 10_000_000  # restart batches come from far beyond the loop's own batch numbers
@@ -74,6 +74,8 @@ class Steps:
     inference mode (training=False), so their BatchNorm uses moving statistics. With a pool of ReIDs
     the ReID step updates every member and the filter descends against the strongest one: the largest
     of their privacy terms (the K-beam idea of Hamm & Noh 2018).
+    `invariance`: the weight of an attacker-free privacy term added to the adversaries' (losses.invariance_loss:
+    the mean absolute difference between the filtered images of each ReID pair); 0 is the thesis.
     `rounding`: 'none' (the thesis); 'detector': the detector learns on the 8-bit output a user would
     publish; 'adversaries': the ReIDs too; 'all': the filter step sees it as well, through a
     straight-through gradient.
@@ -84,7 +86,8 @@ class Steps:
     """
 
     def __init__(self, nets: Networks, lr_detector: float, lr_reid: float, lr_filter: float | None,
-                 privacy: str = "thesis", lam: float = LAMBDA, rounding: str = "none", strategy=None):
+                 privacy: str = "thesis", lam: float = LAMBDA, rounding: str = "none", strategy=None,
+                 invariance: float = 0.0):
         if rounding not in ROUNDING:
             raise ValueError(f"Unknown rounding {rounding!r}; use one of {ROUNDING}.")
         self.nets = nets
@@ -92,6 +95,9 @@ class Steps:
         self.replicas = strategy.num_replicas_in_sync if strategy is not None else 1
         self.privacy = check_privacy(privacy)  # an unknown term fails here, not mid-run
         self.lam = float(lam)
+        self.invariance = float(invariance)
+        if self.invariance < 0:
+            raise ValueError(f"invariance={invariance}: the weight of the invariance term is >= 0.")
         self.rounding = rounding
         with scope(strategy):
             self.opt_detector = keras.optimizers.Adam(lr_detector)
@@ -180,6 +186,8 @@ class Steps:
                               for reid in self.nets.reids])
             utility = mse(heatmaps, heat)
             privacy = tf.reduce_max(terms)  # the strongest adversary's term; its gradient alone flows
+            if self.invariance:  # no adversary needed: the two images of a pair pulled to one output
+                privacy = privacy + self.invariance * invariance_loss(fa, fb)
             loss = utility + privacy
             share = loss / self.replicas
         grads = tape.gradient(share, filt.trainable_variables)

@@ -111,6 +111,26 @@ def test_a_filter_step_works_against_the_frozen_reid(privacy, smoke_profile):
         assert dist1 < dist0, (dist0, dist1)
 
 
+def test_the_invariance_term_pulls_the_filtered_pairs_together(smoke_profile):
+    # The sign test of the attacker-free term: with the ReID term switched off (lambda huge) and the
+    # utility term 0, one small filter step brings the filtered images of each pair closer.
+    import keras
+    keras.utils.set_random_seed(3)
+    filt, det, reid = models.networks_for(smoke_profile, "squares", (5, 7, 7, 5, 3), reids="cnn")
+    steps = training.Steps(training.Networks(filt, det, reid), 1e-3, 1e-2, 1e-3, privacy="confusion", lam=1e12,
+                           invariance=1.0)
+    steps.opt_filter = keras.optimizers.SGD(1e-2)
+    images, _, a, b, same = batch_of(smoke_profile)
+    zero_heat = np.asarray(det(filt(images), training=False))
+    gap = lambda: float(losses.invariance_loss(filt(a, training=False), filt(b, training=False)))  # noqa: E731
+    before = gap()
+    _, _, privacy = steps.filter_step(images, zero_heat, a, b, same)
+    assert float(privacy) == pytest.approx(before, rel=1e-3)  # the term is in the reported privacy figure
+    assert gap() < before
+    with pytest.raises(ValueError, match="invariance"):
+        training.Steps(training.Networks(filt, det, reid), 1e-3, 1e-2, 1e-3, invariance=-1)
+
+
 def test_the_filter_fights_the_strongest_reid_of_a_pool(smoke_profile):
     steps = fresh_steps(smoke_profile, reids=("cnn", "cnn"), privacy="confusion", lam=1.0)
     strong, weak = steps.nets.reids
@@ -167,7 +187,7 @@ def test_one_traced_iteration_equals_the_three_separate_steps(trained_steps, smo
 def test_a_restart_reinitialises_weights_and_optimiser(smoke_profile):
     steps = fresh_steps(smoke_profile, reids=("cnn", "cnn"))
     batch = batch_of(smoke_profile)
-    steps.iteration(*batch)
+    steps.reid_step(*batch[2:])  # the ReIDs' own step: tracing a whole iteration would cost ten times as much
     before = [r.get_weights() for r in steps.nets.reids]
     filt_before = steps.nets.filter.get_weights()
     steps.restart_reids(seed=11)
@@ -178,7 +198,7 @@ def test_a_restart_reinitialises_weights_and_optimiser(smoke_profile):
         assert all(float(tf.reduce_max(tf.abs(v))) == 0 for v in opt.variables if not v.path.endswith("learning_rate"))
     assert all(np.array_equal(a, b) for a, b in zip(filt_before, steps.nets.filter.get_weights()))
     restarted = [r.get_weights() for r in steps.nets.reids]
-    steps.iteration(*batch)
+    steps.reid_step(*batch[2:])
     steps.restart_reids(seed=11)  # the same seed draws the same new start
     for r, w in zip(steps.nets.reids, restarted):
         assert all(np.array_equal(a, b) for a, b in zip(w, r.get_weights()))
@@ -204,17 +224,27 @@ def test_with_rounding_the_adversaries_learn_on_8_bit_images(smoke_profile):
         fresh_steps(smoke_profile, rounding="sometimes")
 
 
-def test_interrupt_and_resume_reaches_the_same_state(tmp_path, smoke_profile):
+@pytest.fixture(scope="module")
+def cnn_steps(smoke_profile):
+    """Smoke networks with a plain-CNN ReID and their starting state, traced once for the loop tests."""
+    steps = fresh_steps(smoke_profile, 0, reids=("cnn",))
+    return steps, state_of(steps)
+
+
+def restore(steps, variables, start):
+    for v, value in zip(variables, start):
+        v.assign(value)
+    for opt in (steps.opt_filter, steps.opt_detector, *steps.opt_reids):
+        training.reset_optimizer(opt)  # Adam with zero moments and step count: a fresh optimiser
+
+
+def test_interrupt_and_resume_reaches_the_same_state(tmp_path, smoke_profile, cnn_steps):
     # One set of networks plays three processes (tracing costs more than the training): each "process"
     # starts from its own weights and optimiser state, and the checkpoint must decide where it continues.
-    steps = fresh_steps(smoke_profile, 0, reids=("cnn",))
-    variables, start = state_of(steps)
+    steps, (variables, start) = cnn_steps
 
     def run(out, epochs, init_seed=None):
-        for v, value in zip(variables, start):
-            v.assign(value)
-        for opt in (steps.opt_filter, steps.opt_detector, *steps.opt_reids):
-            training.reset_optimizer(opt)  # Adam with zero moments and step count: a fresh optimiser
+        restore(steps, variables, start)
         if init_seed is not None:  # a new process with another random start
             for m in (steps.nets.filter, steps.nets.detector, *steps.nets.reids):
                 training.reinitialise(m, init_seed)
@@ -241,7 +271,7 @@ def test_interrupt_and_resume_reaches_the_same_state(tmp_path, smoke_profile):
     assert saved["epoch"] == 3
 
 
-def test_a_nan_loss_stops_training_with_its_step(tmp_path, smoke_profile):
+def test_a_nan_loss_stops_training_with_its_step(tmp_path, smoke_profile, cnn_steps):
     with pytest.raises(FloatingPointError, match="detector loss became nan at step 7"):
         training.check_finite("detector loss", float("nan"), "step 7")
 
@@ -252,8 +282,10 @@ def test_a_nan_loss_stops_training_with_its_step(tmp_path, smoke_profile):
                 det.heatmaps = det.heatmaps * np.nan
             return det, pairs
 
-    steps = fresh_steps(smoke_profile, reids=("cnn",))
-    loop = training.Loop(steps, NanStream(smoke_profile, 0), lambda epoch: {"distance": 0.0}, tmp_path, 2)
+    steps, (variables, start) = cnn_steps
+    restore(steps, variables, start)
+    loop = training.Loop(steps, NanStream(smoke_profile, 0), lambda epoch: {"distance": 0.0}, tmp_path, 2,
+                         reid_steps=2)  # the resume test's iteration, already traced
     with pytest.raises(FloatingPointError, match="at step 3"):
         loop.fit(3, progress=False)
     assert loop.state.epoch == 1  # the last good epoch's checkpoint stays
