@@ -98,3 +98,26 @@ def test_no_notebook_chooses_by_a_test_figure():
                 if choose.search(line) and test_figure.search(line):
                     offending.append(f"{nb.name}: {line.strip()}")
     assert not offending, offending
+
+
+def attack_table(filter_aucs, filter_ap=0.99, none_auc=0.95):
+    """attack_summary.csv rows: 'none' and one filter, one attacker, these test AUCs, one per training seed."""
+    import pandas as pd
+    rows = [dict(dataset="squares", transform="none", output="uint8", attacker="cnn", sides="both", seed=0,
+                 fresh_auc=none_auc, fresh_val_auc=none_auc, fresh_ap=1.0, fresh_val_ap=1.0)]
+    rows += [dict(dataset="squares", transform="S7", output="uint8", attacker="cnn", sides="both", seed=s,
+                  fresh_auc=a, fresh_val_auc=a, fresh_ap=filter_ap, fresh_val_ap=filter_ap)
+             for s, a in enumerate(filter_aucs)]
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("aucs, ap, verdict", [
+    ((0.50, 0.52, 0.51), 0.99, "Bar met."),
+    ((0.50, 0.52), 0.99, "Bar not shown: these figures meet it, but it asks for ≥ 3 training seeds."),
+    ((0.50, 0.50, 0.62), 0.99, "Bar not met."),      # the mean is 0.54, but one seed is above 0.60
+    ((0.50, 0.50, 0.50), 0.90, "Bar not met."),      # the detector falls below 0.95
+])
+def test_a_bar_needs_its_figures_and_its_number_of_seeds(aucs, ap, verdict):
+    from helpers import report
+    line, = report.verdicts(attack_table(aucs, ap), report.BARS)
+    assert "**S7**" in line and line.endswith(f"**{verdict}**")
