@@ -121,3 +121,20 @@ def test_a_bar_needs_its_figures_and_its_number_of_seeds(aucs, ap, verdict):
     from helpers import report
     line, = report.verdicts(attack_table(aucs, ap), report.BARS)
     assert "**S7**" in line and line.endswith(f"**{verdict}**")
+
+
+def test_results_md_carries_every_study_with_its_own_run_line(tmp_path):
+    import pandas as pd
+    from helpers import report
+    summary = pd.DataFrame([dict(variant="none", dataset="squares", profile="cpu", train_seed=0, data_seed=0,
+                                 detector_ap=1.0, reid_auc=0.9)], columns=report.SUMMARY_COLUMNS)
+    study = tmp_path / report.STUDIES / "squares_cpu"
+    study.mkdir(parents=True)
+    for folder, run in ((tmp_path, "Run: the batch"), (study, "Run: the study")):
+        summary.to_csv(folder / "summary.csv", index=False)
+        (folder / "summary.md").write_text(run + "\n")
+    attack_table((0.50, 0.52, 0.51)).to_csv(study / "attack_summary.csv", index=False)
+    md = report.results_markdown(tmp_path)
+    head, tail = md.split("## Study `squares_cpu` (results/studies/squares_cpu/)")
+    assert "Run: the batch" in head and "Bar" not in head
+    assert "Run: the study" in tail and "### Against the quality bars" in tail and "**Bar met.**" in tail
