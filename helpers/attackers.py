@@ -18,7 +18,8 @@ import tensorflow as tf
 
 from helpers import config, evaluation, metrics, models
 from helpers.losses import bce, mse
-from helpers.training import reset_optimizer
+from helpers.optimizers import Adam
+from helpers.training import reseed, reset_optimizer
 
 ATTACKERS = ("mobilenet", "cnn")   # the thesis's Siamese MobileNetV1 and a small plain CNN
 SIDES = ("both", "one")            # both images transformed | image a transformed, image b original
@@ -50,7 +51,7 @@ class Trainee:
         self.model = make()
         self.initial = {}  # seed -> starting weights
         self.loss = loss
-        self.opt = keras.optimizers.Adam(lr)
+        self.opt = Adam(lr)
         self.opt.build(self.model.trainable_variables)
         self.step = tf.function(self._step)
         self.predict_batch = tf.function(lambda x: self.model(x, training=False), reduce_retracing=True)
@@ -66,7 +67,7 @@ class Trainee:
         """Fresh random weights drawn from `seed` (or the given weights) and a fresh optimiser."""
         if weights is None:
             if seed not in self.initial:
-                keras.utils.set_random_seed(seed)
+                reseed(seed)
                 self.initial[seed] = self.make().get_weights()
             weights = self.initial[seed]
         self.model.set_weights(weights)
@@ -274,7 +275,7 @@ class Attack:
         """Every attacker and the fresh detector against one frozen transform. Each attack starts from the
         same global random state, so its figures do not depend on which attacks ran before it in this
         process (a rerun that skips the finished ones gives the same table)."""
-        keras.utils.set_random_seed(seed)
+        reseed(seed)
         p, st = self.profile, self.settings
         out = {"transform": transform.name, "kind": transform.kind, "output": transform.output, "seed": seed}
         sides = sorted({s for _, s in self.reid})  # a set's order changes with each process's string hashing

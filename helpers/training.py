@@ -5,15 +5,18 @@ import contextlib
 import json
 import math
 import os
+import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from helpers.images import quantize, quantize_straight_through
 from helpers import runs
 from helpers.config import LAMBDA
+from helpers.optimizers import Adam
 from helpers.losses import bce, check_privacy, invariance_loss, mse, privacy_loss
 
 ROUNDING = ("none", "detector", "adversaries", "all")
@@ -43,9 +46,19 @@ def reset_optimizer(opt: keras.optimizers.Optimizer) -> None:
             v.assign(tf.zeros_like(v))
 
 
+def reseed(seed: int) -> None:
+    """Python's and NumPy's random state set from `seed`: all that Keras's initialisers draw from (their seeds
+    come from Python's `random`), so new weights are those `keras.utils.set_random_seed(seed)` would give.
+    TensorFlow's global seed is left alone on purpose: setting it clears TensorFlow's kernel caches, and
+    every traced step then rebuilds its kernels on its next call (35 s for notebook 06's four attackers on
+    our CPU, each time). No traced step draws from that seed."""
+    random.seed(seed)
+    np.random.seed(seed)
+
+
 def reinitialise(model: keras.Model, seed: int) -> None:
     """New random weights (and fresh BatchNorm statistics) for `model`, drawn from `seed`."""
-    keras.utils.set_random_seed(seed)
+    reseed(seed)
     model.set_weights(keras.models.clone_model(model).get_weights())
 
 
@@ -100,9 +113,9 @@ class Steps:
             raise ValueError(f"invariance={invariance}: the weight of the invariance term is >= 0.")
         self.rounding = rounding
         with scope(strategy):
-            self.opt_detector = keras.optimizers.Adam(lr_detector)
-            self.opt_reids = [keras.optimizers.Adam(lr_reid) for _ in nets.reids]
-            self.opt_filter = keras.optimizers.Adam(lr_filter) if nets.filter is not None else None
+            self.opt_detector = Adam(lr_detector)
+            self.opt_reids = [Adam(lr_reid) for _ in nets.reids]
+            self.opt_filter = Adam(lr_filter) if nets.filter is not None else None
             if strategy is not None:  # optimiser state is created here, not inside a replica's traced step
                 self.opt_detector.build(nets.detector.trainable_variables)
                 for opt, reid in zip(self.opt_reids, nets.reids):

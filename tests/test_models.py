@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from helpers import losses, models, squares
+from helpers import losses, models, optimizers, squares, training
 
 
 def test_filter_5_7_7_5_3_has_1341_weights_and_keeps_the_size():
@@ -64,11 +64,10 @@ def test_mobilenet_momentum_is_overridden(smoke_nets):
 def _train_and_measure(momentum, steps=80):
     """Inference-mode and training-mode MSE on a new batch after a short training, and the MSE of
     predicting an empty heatmap."""
-    import keras
     from helpers import config
-    keras.utils.set_random_seed(0)
+    training.reseed(0)
     det = models.build_detector((32, 32, 3), 0.25, None, momentum)
-    opt = keras.optimizers.Adam(5e-4)
+    opt = optimizers.Adam(5e-4)
     stream = squares.TrainingStream(config.get_profile("smoke", batch_size=30), 0)
 
     @tf.function

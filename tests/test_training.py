@@ -13,8 +13,7 @@ from helpers import images, losses, models, squares, training
 
 
 def fresh_steps(profile, seed=0, reids="mobilenet", **kwargs):
-    import keras
-    keras.utils.set_random_seed(seed)
+    training.reseed(seed)
     nets = training.Networks(*models.networks_for(profile, "squares", (5, 7, 7, 5, 3), reids=reids))
     return training.Steps(nets, 5e-4, 1e-3, 5e-4, **kwargs)
 
@@ -54,8 +53,7 @@ def trained_steps(smoke_profile):
 
 def test_a_smoke_run_lowers_the_detector_and_reid_losses(smoke_profile):
     # Without a filter (notebook 03's setting): with one, the filter fights the ReID on purpose.
-    import keras
-    keras.utils.set_random_seed(0)
+    training.reseed(0)
     _, det, reid = models.networks_for(smoke_profile, "squares", (5, 7, 7, 5, 3))
     steps = training.Steps(training.Networks(None, det, reid), 5e-4, 1e-3, None)
     loop = training.Loop(steps, squares.TrainingStream(smoke_profile, 0), dict, "/unused", 1)
@@ -89,7 +87,7 @@ def test_a_filter_step_works_against_the_frozen_reid(privacy, smoke_profile):
     # small filter step must raise the frozen ReID's BCE (Eq. 4) or bring its answers closer to 0.5.
     # Plain gradient descent with a small rate keeps the step where the loss is locally linear.
     import keras
-    keras.utils.set_random_seed(3)
+    training.reseed(3)
     filt, det, reid = models.networks_for(smoke_profile, "squares", (5, 7, 7, 5, 3), reids="cnn")
     steps = training.Steps(training.Networks(filt, det, reid), 1e-3, 1e-2, 1e-3, privacy=privacy, lam=1.0)
     steps.opt_filter = keras.optimizers.SGD(1e-4)
@@ -115,7 +113,7 @@ def test_the_invariance_term_pulls_the_filtered_pairs_together(smoke_profile):
     # The sign test of the attacker-free term: with the ReID term switched off (lambda huge) and the
     # utility term 0, one small filter step brings the filtered images of each pair closer.
     import keras
-    keras.utils.set_random_seed(3)
+    training.reseed(3)
     filt, det, reid = models.networks_for(smoke_profile, "squares", (5, 7, 7, 5, 3), reids="cnn")
     steps = training.Steps(training.Networks(filt, det, reid), 1e-3, 1e-2, 1e-3, privacy="confusion", lam=1e12,
                            invariance=1.0)
@@ -202,6 +200,21 @@ def test_a_restart_reinitialises_weights_and_optimiser(smoke_profile):
     steps.restart_reids(seed=11)  # the same seed draws the same new start
     for r, w in zip(steps.nets.reids, restarted):
         assert all(np.array_equal(a, b) for a, b in zip(w, r.get_weights()))
+
+
+def test_reseed_draws_the_weights_of_set_random_seed_and_leaves_tensorflows_seed_alone():
+    # training.reseed replaces keras.utils.set_random_seed between traced calls: TensorFlow's global seed,
+    # which the latter also sets, clears the kernel caches of every traced step.
+    import keras
+    build = lambda: models.build_detector((32, 32, 3), 0.25, None, 0.9).get_weights()  # noqa: E731
+    keras.utils.set_random_seed(5)
+    expected = build()
+    tf.random.set_seed(123)
+    training.reseed(5)
+    assert all(np.array_equal(a, b) for a, b in zip(expected, build()))
+    assert tf.compat.v1.get_seed(None)[0] == 123
+    training.reseed(6)
+    assert not all(np.array_equal(a, b) for a, b in zip(expected, build()))
 
 
 def test_rounding_matches_the_command_and_passes_gradients():
@@ -305,7 +318,7 @@ batches = [squares.TrainingStream(p, 0).batch(i) for i in range(4)]
 out = {}
 for name in ("single", "mirrored"):
     strategy = training.strategy_for(None if name == "single" else "mirrored")
-    keras.utils.set_random_seed(0)
+    training.reseed(0)
     with training.scope(strategy):
         nets = training.Networks(*models.networks_for(p, "squares", (5, 7, 7, 5, 3), reids="cnn"))
     steps = training.Steps(nets, 5e-4, 1e-3, 5e-4, privacy="confusion", lam=100, strategy=strategy)
