@@ -204,15 +204,17 @@ def _sections(results: Path, h: str) -> list[str]:
     lines += [_table(none.round(3)), ""]
     filters = summary[summary.variant != "none"]
     lines += [f"{h} Filters as the thesis measures them (notebook 04, co-trained networks, float output)", "",
-              "Mean ± std over training seeds. `val fresh distance`: the validation figure runs are compared by "
-              "(a fresh plain-CNN attacker's AUC on the 8-bit output, and the detector's 8-bit AP).", ""]
+              "Mean ± std over training seeds. `val fresh AUC`: notebook 04's small fresh plain-CNN attacker on the "
+              "8-bit validation output at the kept epoch; `val fresh distance`: the validation figure runs are "
+              "compared by (that AUC and the detector's 8-bit AP).", ""]
     rows = []
     for (d, v), g in filters.groupby(["dataset", "variant"], sort=False):
         std = (lambda k: g[k].std(ddof=1) if len(g) > 1 else 0.0)
         rows.append({"data set": d, "variant": v, "seeds": len(g),
                      **{name: mean_std(g[k].mean(), std(k)) for name, k in (
                          ("AP", "detector_ap"), ("co-trained AUC", "reid_auc"), ("distance", "distance"),
-                         ("val distance", "val_distance"), ("val fresh distance", "val_fresh_distance"),
+                         ("val distance", "val_distance"), ("val fresh AUC", "val_fresh_auc"),
+                         ("val fresh distance", "val_fresh_distance"),
                          ("minutes", "train_minutes"), ("exact AUC, 8-bit", "exact_auc")) if k in g}})
     lines += [_table(pd.DataFrame(rows)), ""]
     attack_path = results / "attack_summary.csv"
