@@ -17,15 +17,11 @@ def pytest_configure(config):
         os.makedirs(os.environ["ANON_ROOT"], exist_ok=True)
 
 
-# The slowest groups of the suite (seconds on one of our two cores, 2026-12-02: notebooks 425, the TVPR
-# pipeline 245, training 190, training runs 170, drills 114, models 83): handed out first, so that no long
-# group starts last while the other worker idles. Every other test file follows in collection order.
+# The slowest groups of the suite (seconds on one of our two cores, 2026-12-02: notebooks 425, training 362
+# before its loop tests moved to test_training_runs.py, the TVPR pipeline 245, drills 114, models 83): handed
+# out first, so that no long group starts last while the other worker idles. Other files follow in collection order.
 SLOW_FIRST = ("notebooks/", "tests/test_tvpr_pipeline.py", "tests/test_training.py", "tests/test_training_runs.py",
               "tests/test_drills.py", "tests/test_models.py")
-
-
-def _scope(nodeid: str) -> str:
-    return "notebooks" if nodeid.startswith("notebooks/") else nodeid.split("::")[0]
 
 
 def _rank(nodeid: str) -> int:
@@ -48,7 +44,7 @@ class NotebooksTogether:
 
         class Scheduling(LoadScopeScheduling):
             def _split_scope(self, nodeid):
-                return _scope(nodeid)
+                return "notebooks" if nodeid.startswith("notebooks/") else nodeid.split("::")[0]
 
         config.option.loadscopereorder = False  # keep the order pytest_collection_modifyitems made
         return Scheduling(config, log)
