@@ -130,7 +130,11 @@ def mean_std(mean, std, digits: int = 3) -> str:
 
 def verdicts(summary, bars: dict, filters=None, output: str = "uint8") -> list[str]:
     """One sentence per data set: the filter chosen on validation, its test figures on `output`, and
-    whether they meet `bars[dataset]` = dict(auc=, seed_auc=, ap=, seeds=): a bar needs that many training seeds."""
+    whether they meet `bars[dataset]` = dict(auc=, seed_auc=, ap=, seeds=, ahead=): a bar needs that many
+    training seeds; with ahead=True the filter must also be ahead of every classic transform attacked
+    beside it on the Pareto figure: its strongest attacker's mean AUC below each one's, so that none of
+    them is as private (and its AP bar holds). A bar with ahead=True and no classic transform attacked
+    is not shown."""
     agg = aggregate(summary)
     lines = []
     for d in [d for d in config.DATASETS if d in set(summary.dataset)]:
@@ -151,20 +155,32 @@ def verdicts(summary, bars: dict, filters=None, output: str = "uint8") -> list[s
         per = ", ".join(f"{r.attacker}/{r.sides} {mean_std(r.fresh_auc_mean, r.fresh_auc_std)}" for _, r in t.iterrows())
         seeds = int(t.seeds.max())
         figures = worst <= bar["auc"] and worst_seed <= bar["seed_auc"] and ap >= bar["ap"]
-        verdict = ("not met" if not figures else "met" if seeds >= bar["seeds"] else
-                   f"not shown: these figures meet it, but it asks for ≥ {bar['seeds']} training seeds")
+        classic = agg[(agg.dataset == d) & (agg.output == output) & (agg["transform"] != "none")
+                      & agg["transform"].isin(list(config.CLASSIC_TRANSFORMS))]
+        classic_worst = classic.groupby("transform").fresh_auc_mean.max()
+        ahead, unshown = "", None
+        if bar.get("ahead") and classic_worst.empty:
+            unshown = "the Pareto figure has no classic transform to be ahead of"
+        elif bar.get("ahead"):
+            figures = figures and worst < classic_worst.min()
+            ahead = (f" The most private classic transform, {classic_worst.idxmin()}, lets the strongest attacker "
+                     f"reach {classic_worst.min():.3f}.")
+        if figures and seeds < bar["seeds"]:
+            unshown = f"these figures meet it, but it asks for ≥ {bar['seeds']} training seeds"
+        verdict = "not met" if not figures else f"not shown: {unshown}" if unshown else "met"
         lines.append(
             f"**{d}**: chosen on validation: **{name}** (validation distance {val_distance:.3f}, "
             f"{seeds} seeds). Test, {output} output: fresh AUC {per}; highest mean {worst:.3f} "
             f"(bar ≤ {bar['auc']}), highest single seed {worst_seed:.3f} (bar ≤ {bar['seed_auc']}); fresh AP "
             f"{mean_std(ap, t.fresh_ap_std.iloc[0])} (bar ≥ {bar['ap']}). Without a transform the strongest "
-            f"attacker reaches {none.fresh_auc_mean.max():.3f}. **Bar {verdict}.**")
+            f"attacker reaches {none.fresh_auc_mean.max():.3f}.{ahead} **Bar {verdict}.**")
     return lines
 
 
 # --- RESULTS.md: every figure from the committed CSVs --------------------------------------------
 
-BARS = {"squares": dict(auc=0.55, seed_auc=0.60, ap=0.95, seeds=3), "tvpr": dict(auc=0.65, seed_auc=1.0, ap=0.85, seeds=3)}
+BARS = {"squares": dict(auc=0.55, seed_auc=0.60, ap=0.95, seeds=3),
+        "tvpr": dict(auc=0.65, seed_auc=1.0, ap=0.85, seeds=3, ahead=True)}
 
 
 def _table(df) -> str:

@@ -123,6 +123,21 @@ def test_a_bar_needs_its_figures_and_its_number_of_seeds(aucs, ap, verdict):
     assert "**S7**" in line and line.endswith(f"**{verdict}**")
 
 
+@pytest.mark.parametrize("classic, verdict", [
+    ({}, "Bar not shown: the Pareto figure has no classic transform to be ahead of."),
+    ({"blur": 0.80, "grey": 0.85}, "Bar met."),
+    ({"blur": 0.80, "pixelate": 0.60}, "Bar not met."),  # pixelate is more private than the filter
+])
+def test_the_tvpr_bar_asks_to_be_ahead_of_every_classic_transform(classic, verdict):
+    import pandas as pd
+    from helpers import report
+    table = attack_table((0.62, 0.63, 0.61), 0.90).assign(dataset="tvpr")
+    rows = [dict(dataset="tvpr", transform=name, output="uint8", attacker="cnn", sides="both", seed=0,
+                 fresh_auc=auc, fresh_val_auc=auc, fresh_ap=0.95, fresh_val_ap=0.95) for name, auc in classic.items()]
+    line, = report.verdicts(pd.concat([table, pd.DataFrame(rows)], ignore_index=True), report.BARS)
+    assert "**S7**" in line and line.endswith(f"**{verdict}**")
+
+
 def test_results_md_carries_every_study_with_its_own_run_line(tmp_path):
     import pandas as pd
     from helpers import report
