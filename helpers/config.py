@@ -32,10 +32,16 @@ class Variant:
     # weight of the attacker-free invariance term (losses.invariance_loss: filtered pair images pulled to one
     # image), added to the privacy term; 0: the thesis's adversarial term alone
     invariance: float = 0.0
+    # what the invariance term compares: "images" (pixel by pixel) | "colours" (the pair's colour
+    # distributions, wherever the pixels sit); and on what scale: "absolute" | "contrast" (per unit of the
+    # filtered detector images' contrast, so that shrinking the whole output does not lower it)
+    invariance_of: str = "images"
+    invariance_scale: str = "absolute"
 
     def __post_init__(self):
         choices = {"dataset": DATASETS, "privacy": ("thesis", "confusion", "entropy"),
-                   "rounding": ("none", "detector", "adversaries", "all"), "select": ("co-trained", "fresh", "exact")}
+                   "rounding": ("none", "detector", "adversaries", "all"), "select": ("co-trained", "fresh", "exact"),
+                   "invariance_of": ("images", "colours"), "invariance_scale": ("absolute", "contrast")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"Variant {self.name}: {name}={getattr(self, name)!r}; use one of {allowed}.")
@@ -98,6 +104,11 @@ VARIANTS = {
         _R7,
         # R7 with the attacker-free invariance term (weight 0.1) beside the co-trained CNN.
         replace(_R7, name="R8", invariance=0.1),
+        # R8 drove the whole output towards grey (every byte 125-130) and kept who is who in the last
+        # bytes: an absolute term shrinks with the output. R9 and R10 measure the term per unit of the
+        # filtered detector images' contrast; R9 pixel by pixel, R10 between the pair's colours.
+        replace(_R7, name="R9", invariance=0.01, invariance_scale="contrast"),
+        replace(_R7, name="R10", invariance=0.02, invariance_of="colours", invariance_scale="contrast"),
     ]
 }
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 import tensorflow as tf
 
 PRIVACY_TERMS = ("thesis", "confusion", "entropy")
+INVARIANCE_OF = ("images", "colours")
+INVARIANCE_SCALES = ("absolute", "contrast")
 _EPS = 1e-7
 
 
@@ -51,3 +53,58 @@ def invariance_loss(filtered_a, filtered_b):
     An attacker-free privacy term; L1 rather than squared, so its pull does not fade near zero, where
     8-bit rounding decides whether two outputs are the same image."""
     return tf.reduce_mean(tf.abs(tf.cast(filtered_a, tf.float32) - tf.cast(filtered_b, tf.float32)))
+
+
+# Directions in RGB along which colour_invariance_loss compares the two images' colours: the three
+# channels, brightness and the two opponent axes (red-green, yellow-blue).
+_COLOUR_AXES = tf.constant([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0],
+                            [3 ** -0.5, 3 ** -0.5, 3 ** -0.5],
+                            [2 ** -0.5, -(2 ** -0.5), 0.0],
+                            [6 ** -0.5, 6 ** -0.5, -2 * 6 ** -0.5]])
+
+
+def colour_invariance_loss(filtered_a, filtered_b):
+    """How far apart the colours of the two filtered images of each pair are, wherever they sit: the
+    one-dimensional Wasserstein distance between their pixels' values along six colour axes (sorted
+    values compared; sliced Wasserstein, Rabin et al. 2011), averaged. Zero when one image's pixels are a
+    rearrangement of the other's, so unlike `invariance_loss` it does not pull two people in different
+    places or poses towards a blank image: it takes away what colours say about who someone is and
+    leaves where they are. Needs images of the same size with three channels."""
+    def sorted_values(x):
+        x = tf.cast(x, tf.float32)
+        n = tf.shape(x)[0]
+        projected = tf.reshape(x, (n, -1, 3)) @ tf.transpose(_COLOUR_AXES)  # (N, pixels, axes)
+        return tf.sort(projected, axis=1)
+    return tf.reduce_mean(tf.abs(sorted_values(filtered_a) - sorted_values(filtered_b)))
+
+
+def contrast(images):
+    """Mean absolute deviation of each image's pixels from that image's mean colour: how much an image
+    says at all, on the scale of its values."""
+    x = tf.cast(images, tf.float32)
+    return tf.reduce_mean(tf.abs(x - tf.reduce_mean(x, axis=(1, 2), keepdims=True)))
+
+
+def check_invariance(kind: str, scale: str = "absolute") -> tuple[str, str]:
+    if kind not in INVARIANCE_OF:
+        raise ValueError(f"Unknown invariance_of {kind!r}; use one of {INVARIANCE_OF}.")
+    if scale not in INVARIANCE_SCALES:
+        raise ValueError(f"Unknown invariance_scale {scale!r}; use one of {INVARIANCE_SCALES}.")
+    return kind, scale
+
+
+def invariance_term(kind: str, filtered_a, filtered_b, scale: str = "absolute", reference=None):
+    """The attacker-free term: 'images' (invariance_loss) or 'colours' (colour_invariance_loss) between the
+    two filtered images of each pair. scale 'absolute' takes it as it is. 'contrast' divides it by the
+    contrast of `reference`, the filtered detector images of the same step: an attacker with
+    BatchNormalization reads a difference of 0.001 as well as one of 0.1, so a term that a filter can
+    shrink by shrinking everything it outputs (towards an all-grey image whose last bytes still carry
+    who is who) protects nobody. Divided by the contrast the detector is given, only making the pair
+    alike lowers it."""
+    check_invariance(kind, scale)
+    gap = colour_invariance_loss(filtered_a, filtered_b) if kind == "colours" else invariance_loss(filtered_a, filtered_b)
+    if scale == "contrast":
+        if reference is None:
+            raise ValueError("invariance_scale='contrast' needs the filtered detector images as reference.")
+        gap = gap / (contrast(reference) + 1e-6)
+    return gap

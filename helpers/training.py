@@ -17,7 +17,7 @@ from helpers.images import quantize, quantize_straight_through
 from helpers import runs
 from helpers.config import LAMBDA
 from helpers.optimizers import Adam
-from helpers.losses import bce, check_privacy, invariance_loss, mse, privacy_loss
+from helpers.losses import bce, check_invariance, check_privacy, invariance_term, mse, privacy_loss
 
 ROUNDING = ("none", "detector", "adversaries", "all")
 RESTART_STREAM_OFFSET = 10_000_000  # restart batches come from far beyond the loop's own batch numbers
@@ -87,8 +87,9 @@ class Steps:
     inference mode (training=False), so their BatchNorm uses moving statistics. With a pool of ReIDs
     the ReID step updates every member and the filter descends against the strongest one: the largest
     of their privacy terms (the K-beam idea of Hamm & Noh 2018).
-    `invariance`: the weight of an attacker-free privacy term added to the adversaries' (losses.invariance_loss:
-    the mean absolute difference between the filtered images of each ReID pair); 0 is the thesis.
+    `invariance`: the weight of an attacker-free privacy term added to the adversaries' (losses.invariance_term:
+    how far apart the filtered images of each ReID pair are, as images or as colours, `invariance_of`; absolute
+    or per unit of the filtered detector images' contrast, `invariance_scale`); 0 is the thesis.
     `rounding`: 'none' (the thesis); 'detector': the detector learns on the 8-bit output a user would
     publish; 'adversaries': the ReIDs too; 'all': the filter step sees it as well, through a
     straight-through gradient.
@@ -100,7 +101,7 @@ class Steps:
 
     def __init__(self, nets: Networks, lr_detector: float, lr_reid: float, lr_filter: float | None,
                  privacy: str = "thesis", lam: float = LAMBDA, rounding: str = "none", strategy=None,
-                 invariance: float = 0.0):
+                 invariance: float = 0.0, invariance_of: str = "images", invariance_scale: str = "absolute"):
         if rounding not in ROUNDING:
             raise ValueError(f"Unknown rounding {rounding!r}; use one of {ROUNDING}.")
         self.nets = nets
@@ -111,6 +112,7 @@ class Steps:
         self.invariance = float(invariance)
         if self.invariance < 0:
             raise ValueError(f"invariance={invariance}: the weight of the invariance term is >= 0.")
+        self.invariance_of, self.invariance_scale = check_invariance(invariance_of, invariance_scale)
         self.rounding = rounding
         with scope(strategy):
             self.opt_detector = Adam(lr_detector)
@@ -193,14 +195,16 @@ class Steps:
     def _filter_update(self, images, heatmaps, images_a, images_b, same):
         filt = self.nets.filter
         with tf.GradientTape() as tape:
-            heat = self.nets.detector(self._filter_with_gradient(images), training=False)
+            filtered = self._filter_with_gradient(images)
+            heat = self.nets.detector(filtered, training=False)
             fa, fb = self._filter_with_gradient(images_a), self._filter_with_gradient(images_b)
             terms = tf.stack([privacy_loss(self.privacy, same, reid([fa, fb], training=False), self.lam)
                               for reid in self.nets.reids])
             utility = mse(heatmaps, heat)
             privacy = tf.reduce_max(terms)  # the strongest adversary's term; its gradient alone flows
             if self.invariance:  # no adversary needed: the two images of a pair pulled to one output
-                privacy = privacy + self.invariance * invariance_loss(fa, fb)
+                privacy = privacy + self.invariance * invariance_term(
+                    self.invariance_of, fa, fb, self.invariance_scale, reference=filtered)
             loss = utility + privacy
             share = loss / self.replicas
         grads = tape.gradient(share, filt.trainable_variables)

@@ -97,3 +97,24 @@ def test_any_text_parses_or_fails_with_a_message_naming_file_and_line(tmp_path_f
         assert str(path) in str(err) and ", line " in str(err)
     else:
         assert all(isinstance(b, tvpr.Box) and b.video for b in result)
+
+
+small_images = st.integers(0, 2**31 - 1).map(lambda s: np.random.default_rng(s).random((2, 6, 5, 3), np.float32))
+
+
+@quick
+@given(small_images, st.integers(0, 2**31 - 1), st.floats(1e-2, 10.0), st.floats(-1.0, 1.0))
+def test_the_colour_term_ignores_where_pixels_sit_and_the_contrast_term_ignores_scale(images, seed, scale, shift):
+    from helpers import losses
+    rng = np.random.default_rng(seed)
+    flat = images.reshape(2, -1, 3)
+    moved = np.stack([f[rng.permutation(len(f))] for f in flat]).reshape(images.shape)  # pixels rearranged
+    assert float(losses.colour_invariance_loss(images, moved)) == pytest.approx(0.0, abs=1e-6)
+    other = np.random.default_rng(seed + 1).random(images.shape, np.float32)
+    gap = float(losses.colour_invariance_loss(images, other))
+    assert 0.0 <= gap <= float(losses.invariance_loss(images, other)) * 3 ** 0.5 + 1e-6  # sliced W1 <= any matching
+    for kind in losses.INVARIANCE_OF:  # the same images, scaled and shifted together: the same relative gap
+        term = lambda a, b, ref: float(losses.invariance_term(kind, a, b, "contrast", reference=ref))  # noqa: E731
+        before = term(images, other, moved)
+        after = term(shift + scale * images, shift + scale * other, shift + scale * moved)
+        assert after == pytest.approx(before, rel=1e-3, abs=1e-4 * (1 + before))

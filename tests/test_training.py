@@ -104,24 +104,39 @@ def test_a_filter_step_works_against_the_frozen_reid(privacy, smoke_profile):
         assert dist1 < dist0, (dist0, dist1)
 
 
-def test_the_invariance_term_pulls_the_filtered_pairs_together(smoke_profile):
+@pytest.mark.parametrize("of,scale", [("images", "absolute"), ("colours", "absolute"), ("images", "contrast"),
+                                      ("colours", "contrast")])
+def test_the_invariance_term_pulls_the_filtered_pairs_together(smoke_profile, of, scale):
     # The sign test of the attacker-free term: with the ReID term switched off (lambda huge) and the
-    # utility term 0, one small filter step brings the filtered images of each pair closer.
+    # utility term 0, one small filter step brings the filtered images of each pair closer, as the term
+    # measures them (per unit of the detector images' contrast for scale="contrast").
     import keras
     training.reseed(3)
     filt, det, reid = models.networks_for(smoke_profile, "squares", (5, 7, 7, 5, 3), reids="cnn")
     steps = training.Steps(training.Networks(filt, det, reid), 1e-3, 1e-2, 1e-3, privacy="confusion", lam=1e12,
-                           invariance=1.0)
-    steps.opt_filter = keras.optimizers.SGD(1e-2)
+                           invariance=1.0, invariance_of=of, invariance_scale=scale)
+    steps.opt_filter = keras.optimizers.SGD(1e-2 if scale == "absolute" else 1e-5)
     images, _, a, b, same = batch_of(smoke_profile)
     zero_heat = np.asarray(det(filt(images), training=False))
-    gap = lambda: float(losses.invariance_loss(filt(a, training=False), filt(b, training=False)))  # noqa: E731
+
+    def gap():
+        view = lambda x: filt(x, training=False)  # noqa: E731
+        return float(losses.invariance_term(of, view(a), view(b), scale, reference=view(images)))
     before = gap()
     _, _, privacy = steps.filter_step(images, zero_heat, a, b, same)
     assert float(privacy) == pytest.approx(before, rel=1e-3)  # the term is in the reported privacy figure
     assert gap() < before
+
+
+def test_invariance_settings_are_checked(smoke_profile):
+    filt, det, reid = models.networks_for(smoke_profile, "squares", (5, 7, 7, 5, 3), reids="cnn")
+    nets = training.Networks(filt, det, reid)
     with pytest.raises(ValueError, match="invariance"):
-        training.Steps(training.Networks(filt, det, reid), 1e-3, 1e-2, 1e-3, invariance=-1)
+        training.Steps(nets, 1e-3, 1e-2, 1e-3, invariance=-1)
+    with pytest.raises(ValueError, match="invariance_of"):
+        training.Steps(nets, 1e-3, 1e-2, 1e-3, invariance=1, invariance_of="edges")
+    with pytest.raises(ValueError, match="invariance_scale"):
+        training.Steps(nets, 1e-3, 1e-2, 1e-3, invariance=1, invariance_scale="relative")
 
 
 def test_the_filter_fights_the_strongest_reid_of_a_pool(smoke_profile):
