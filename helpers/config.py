@@ -37,6 +37,8 @@ class Variant:
     # filtered detector images' contrast, so that shrinking the whole output does not lower it)
     invariance_of: str = "images"
     invariance_scale: str = "absolute"
+    # a floor under the contrast of the filtered detector images (losses.contrast_floor_loss); 0: none
+    min_contrast: float = 0.0
 
     def __post_init__(self):
         choices = {"dataset": DATASETS, "privacy": ("thesis", "confusion", "entropy"),
@@ -49,6 +51,8 @@ class Variant:
             raise ValueError(f"Variant {self.name}: select='exact' needs solid-colour squares pairs; use 'fresh'.")
         if self.invariance < 0:
             raise ValueError(f"Variant {self.name}: invariance={self.invariance}; use a weight >= 0.")
+        if not 0 <= self.min_contrast < 0.5:
+            raise ValueError(f"Variant {self.name}: min_contrast={self.min_contrast}; use 0 or a contrast below 0.5.")
         if not self.reids or any(r not in ("mobilenet", "cnn") for r in self.reids):
             raise ValueError(f"Variant {self.name}: reids={self.reids!r}; use 'mobilenet' and/or 'cnn'.")
 
@@ -109,6 +113,10 @@ VARIANTS = {
         # filtered detector images' contrast; R9 pixel by pixel, R10 between the pair's colours.
         replace(_R7, name="R9", invariance=0.01, invariance_scale="contrast"),
         replace(_R7, name="R10", invariance=0.02, invariance_of="colours", invariance_scale="contrast"),
+        # R10 with a floor under the output's contrast (0.03: about 8 grey levels of mean deviation) and a
+        # detector that learns on the 8-bit output: what the detector needs has to survive rounding.
+        replace(_R7, name="R11", invariance=0.02, invariance_of="colours", invariance_scale="contrast",
+                rounding="detector", min_contrast=0.03),
     ]
 }
 

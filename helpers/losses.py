@@ -85,6 +85,17 @@ def contrast(images):
     return tf.reduce_mean(tf.abs(x - tf.reduce_mean(x, axis=(1, 2), keepdims=True)))
 
 
+FLOOR_WEIGHT = 0.05  # the contrast floor's term when the output is flat: a few times the heatmap MSE
+
+
+def contrast_floor_loss(filtered, floor: float):
+    """FLOOR_WEIGHT x (1 - contrast / floor) while the filtered images' contrast is below `floor`, else 0.
+    A filter that keeps the detector's signal in the last bits of an almost grey image publishes an
+    image whose bytes round that signal to 127-or-128 patterns; with a floor it has to use its bytes,
+    so rounding is a small error, not the thing that decides what is seen."""
+    return FLOOR_WEIGHT * tf.nn.relu(1.0 - contrast(filtered) / floor)
+
+
 def check_invariance(kind: str, scale: str = "absolute") -> tuple[str, str]:
     if kind not in INVARIANCE_OF:
         raise ValueError(f"Unknown invariance_of {kind!r}; use one of {INVARIANCE_OF}.")

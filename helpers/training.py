@@ -17,7 +17,8 @@ from helpers.images import quantize, quantize_straight_through
 from helpers import runs
 from helpers.config import LAMBDA
 from helpers.optimizers import Adam
-from helpers.losses import bce, check_invariance, check_privacy, invariance_term, mse, privacy_loss
+from helpers.losses import (bce, check_invariance, check_privacy, contrast_floor_loss, invariance_term, mse,
+                           privacy_loss)
 
 ROUNDING = ("none", "detector", "adversaries", "all")
 RESTART_STREAM_OFFSET = 10_000_000  # restart batches come from far beyond the loop's own batch numbers
@@ -90,6 +91,7 @@ class Steps:
     `invariance`: the weight of an attacker-free privacy term added to the adversaries' (losses.invariance_term:
     how far apart the filtered images of each ReID pair are, as images or as colours, `invariance_of`; absolute
     or per unit of the filtered detector images' contrast, `invariance_scale`); 0 is the thesis.
+    `min_contrast`: a floor under the filtered detector images' contrast (losses.contrast_floor_loss); 0: none.
     `rounding`: 'none' (the thesis); 'detector': the detector learns on the 8-bit output a user would
     publish; 'adversaries': the ReIDs too; 'all': the filter step sees it as well, through a
     straight-through gradient.
@@ -101,7 +103,8 @@ class Steps:
 
     def __init__(self, nets: Networks, lr_detector: float, lr_reid: float, lr_filter: float | None,
                  privacy: str = "thesis", lam: float = LAMBDA, rounding: str = "none", strategy=None,
-                 invariance: float = 0.0, invariance_of: str = "images", invariance_scale: str = "absolute"):
+                 invariance: float = 0.0, invariance_of: str = "images", invariance_scale: str = "absolute",
+                 min_contrast: float = 0.0):
         if rounding not in ROUNDING:
             raise ValueError(f"Unknown rounding {rounding!r}; use one of {ROUNDING}.")
         self.nets = nets
@@ -113,6 +116,9 @@ class Steps:
         if self.invariance < 0:
             raise ValueError(f"invariance={invariance}: the weight of the invariance term is >= 0.")
         self.invariance_of, self.invariance_scale = check_invariance(invariance_of, invariance_scale)
+        self.min_contrast = float(min_contrast)
+        if not 0 <= self.min_contrast < 0.5:
+            raise ValueError(f"min_contrast={min_contrast}: use 0 (no floor) or a contrast below 0.5.")
         self.rounding = rounding
         with scope(strategy):
             self.opt_detector = Adam(lr_detector)
@@ -206,6 +212,8 @@ class Steps:
                 privacy = privacy + self.invariance * invariance_term(
                     self.invariance_of, fa, fb, self.invariance_scale, reference=filtered)
             loss = utility + privacy
+            if self.min_contrast:  # the published image has to use its bytes
+                loss = loss + contrast_floor_loss(filtered, self.min_contrast)
             share = loss / self.replicas
         grads = tape.gradient(share, filt.trainable_variables)
         self.opt_filter.apply_gradients(zip(grads, filt.trainable_variables))

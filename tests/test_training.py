@@ -128,6 +128,25 @@ def test_the_invariance_term_pulls_the_filtered_pairs_together(smoke_profile, of
     assert gap() < before
 
 
+def test_the_contrast_floor_raises_the_contrast_of_a_flat_output(smoke_profile):
+    # A freshly drawn bias-free filter outputs an almost grey image; one filter step with only the floor's
+    # term (no adversary, utility 0) gives it more contrast; above the floor the term is 0.
+    import keras
+    training.reseed(3)
+    filt, det, reid = models.networks_for(smoke_profile, "squares", (5, 7, 7, 5, 3), reids="cnn")
+    steps = training.Steps(training.Networks(filt, det, reid), 1e-3, 1e-2, 1e-3, privacy="confusion", lam=1e12,
+                           min_contrast=0.2)
+    steps.opt_filter = keras.optimizers.SGD(1e-1)
+    images, _, a, b, same = batch_of(smoke_profile)
+    zero_heat = np.asarray(det(filt(images), training=False))
+    seen = lambda: float(losses.contrast(filt(images, training=False)))  # noqa: E731
+    before = seen()
+    assert before < 0.2 and float(losses.contrast_floor_loss(filt(images, training=False), 0.2)) > 0
+    steps.filter_step(images, zero_heat, a, b, same)
+    assert seen() > before
+    assert float(losses.contrast_floor_loss(images, 1e-3)) == 0.0  # the photos themselves are far above it
+
+
 def test_invariance_settings_are_checked(smoke_profile):
     filt, det, reid = models.networks_for(smoke_profile, "squares", (5, 7, 7, 5, 3), reids="cnn")
     nets = training.Networks(filt, det, reid)
@@ -137,6 +156,8 @@ def test_invariance_settings_are_checked(smoke_profile):
         training.Steps(nets, 1e-3, 1e-2, 1e-3, invariance=1, invariance_of="edges")
     with pytest.raises(ValueError, match="invariance_scale"):
         training.Steps(nets, 1e-3, 1e-2, 1e-3, invariance=1, invariance_scale="relative")
+    with pytest.raises(ValueError, match="min_contrast"):
+        training.Steps(nets, 1e-3, 1e-2, 1e-3, min_contrast=0.7)
 
 
 def test_the_filter_fights_the_strongest_reid_of_a_pool(smoke_profile):
