@@ -108,7 +108,7 @@ VARIANTS = {
         _R7,
         # R7 with the attacker-free invariance term (weight 0.1) beside the co-trained CNN.
         replace(_R7, name="R8", invariance=0.1),
-        # R8 drove the whole output towards grey (every byte 125-130) and kept who is who in the last
+        # R8 drove the whole output towards grey (every byte 121-133) and kept who is who in the last
         # bytes: an absolute term shrinks with the output. R9 and R10 measure the term per unit of the
         # filtered detector images' contrast; R9 pixel by pixel, R10 between the pair's colours.
         replace(_R7, name="R9", invariance=0.01, invariance_scale="contrast"),
