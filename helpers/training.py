@@ -6,6 +6,7 @@ import json
 import math
 import os
 import random
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -283,6 +284,7 @@ class LoopState:
     best_epoch: int | None = None
     best_score: float | None = None
     best_metrics: dict | None = None
+    seconds: float = 0.0                # training and validation time over every process that ran this loop
 
 
 class Loop:
@@ -352,6 +354,7 @@ class Loop:
         from tqdm.auto import tqdm
         bar = tqdm(total=epochs, initial=self.state.epoch, desc="epochs", disable=not progress)
         while self.state.epoch < epochs:
+            started = time.perf_counter()
             epoch = self.state.epoch + 1
             first = (epoch - 1) * self.batches_per_epoch
             losses = [self.iteration(first + i) for i in range(self.batches_per_epoch)]
@@ -371,6 +374,7 @@ class Loop:
             self.state.epoch = epoch
             if on_epoch is not None:
                 on_epoch(epoch, record)
+            self.state.seconds += time.perf_counter() - started  # saved with the epoch, so a resume keeps it
             self._save()
             bar.update(1)
             bar.set_postfix({k: f"{record[k]:.3f}" for k in ("detector_ap", "reid_auc") if k in record})

@@ -49,7 +49,9 @@ def test_interrupt_and_resume_reaches_the_same_state(tmp_path, smoke_profile, cn
     _, again = run(tmp_path / "again", 3)  # repeatability: the same run twice, bit for bit
     for v1, v2 in zip(whole, again):
         np.testing.assert_array_equal(v1, v2)
-    run(tmp_path / "split", 2)                                    # "interrupted" after two epochs
+    part_loop, _ = run(tmp_path / "split", 2)                     # "interrupted" after two epochs
+    state_file = tmp_path / "split" / "checkpoints" / "loop_state.json"
+    part_seconds = json.loads(state_file.read_text())["seconds"]
     resumed_loop, resumed = run(tmp_path / "split", 3, init_seed=5)  # the checkpoint wins over the new start
     assert resumed_loop.state.epoch == 3 and len(resumed_loop.state.history) == 3
     assert not np.allclose(whole[0], start[0])  # training moved the weights being compared
@@ -58,6 +60,8 @@ def test_interrupt_and_resume_reaches_the_same_state(tmp_path, smoke_profile, cn
     assert whole_loop.state.best_epoch == resumed_loop.state.best_epoch
     saved = json.loads((tmp_path / "split" / "checkpoints" / "loop_state.json").read_text())
     assert saved["epoch"] == 3
+    # the training time counts every process, not only the one that finished (metrics.json's train_minutes)
+    assert 0 < part_seconds == part_loop.state.seconds < resumed_loop.state.seconds == saved["seconds"]
 
 
 def test_a_nan_loss_stops_training_with_its_step(tmp_path, smoke_profile, cnn_steps):
