@@ -4,7 +4,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 PRIVACY_TERMS = ("thesis", "confusion", "entropy")
-INVARIANCE_OF = ("images", "colours")
+INVARIANCE_OF = ("images", "colours", "colours+texture")
 INVARIANCE_SCALES = ("absolute", "contrast")
 _EPS = 1e-7
 
@@ -78,6 +78,23 @@ def colour_invariance_loss(filtered_a, filtered_b):
     return tf.reduce_mean(tf.abs(sorted_values(filtered_a) - sorted_values(filtered_b)))
 
 
+def texture_invariance_loss(filtered_a, filtered_b):
+    """How far apart the two filtered images' textures are, wherever they sit: the sliced Wasserstein
+    distance (as in `colour_invariance_loss`) between their distributions of absolute differences of
+    neighbouring pixels, across and down, pooled, along the six colour axes. Stripes, checks and their
+    period, or a bag's outline, show here and not in the colours alone; pooling both directions and
+    taking absolute values makes the term blind to mirroring and to quarter turns, so a person walking
+    the other way is not asked to change."""
+    def sorted_edges(x):
+        x = tf.cast(x, tf.float32)
+        n = tf.shape(x)[0]
+        projected = tf.einsum("nhwc,ac->nhwa", x, _COLOUR_AXES)
+        across = tf.reshape(tf.abs(projected[:, :, 1:] - projected[:, :, :-1]), (n, -1, 6))
+        down = tf.reshape(tf.abs(projected[:, 1:] - projected[:, :-1]), (n, -1, 6))
+        return tf.sort(tf.concat([across, down], axis=1), axis=1)
+    return tf.reduce_mean(tf.abs(sorted_edges(filtered_a) - sorted_edges(filtered_b)))
+
+
 def contrast(images):
     """Mean absolute deviation of each image's pixels from that image's mean colour: how much an image
     says at all, on the scale of its values."""
@@ -105,15 +122,21 @@ def check_invariance(kind: str, scale: str = "absolute") -> tuple[str, str]:
 
 
 def invariance_term(kind: str, filtered_a, filtered_b, scale: str = "absolute", reference=None):
-    """The attacker-free term: 'images' (invariance_loss) or 'colours' (colour_invariance_loss) between the
-    two filtered images of each pair. scale 'absolute' takes it as it is. 'contrast' divides it by the
+    """The attacker-free term: 'images' (invariance_loss), 'colours' (colour_invariance_loss) or
+    'colours+texture' (that plus texture_invariance_loss) between the two filtered images of each pair.
+    scale 'absolute' takes it as it is. 'contrast' divides it by the
     contrast of `reference`, the filtered detector images of the same step: an attacker with
     BatchNormalization reads a difference of 0.001 as well as one of 0.1, so a term that a filter can
     shrink by shrinking everything it outputs (towards an all-grey image whose last bytes still carry
     who is who) protects nobody. Divided by the contrast the detector is given, only making the pair
     alike lowers it."""
     check_invariance(kind, scale)
-    gap = colour_invariance_loss(filtered_a, filtered_b) if kind == "colours" else invariance_loss(filtered_a, filtered_b)
+    if kind == "images":
+        gap = invariance_loss(filtered_a, filtered_b)
+    else:
+        gap = colour_invariance_loss(filtered_a, filtered_b)
+        if kind == "colours+texture":
+            gap = gap + texture_invariance_loss(filtered_a, filtered_b)
     if scale == "contrast":
         if reference is None:
             raise ValueError("invariance_scale='contrast' needs the filtered detector images as reference.")

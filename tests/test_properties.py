@@ -113,6 +113,10 @@ def test_the_colour_term_ignores_where_pixels_sit_and_the_contrast_term_ignores_
     other = np.random.default_rng(seed + 1).random(images.shape, np.float32)
     gap = float(losses.colour_invariance_loss(images, other))
     assert 0.0 <= gap <= float(losses.invariance_loss(images, other)) * 3 ** 0.5 + 1e-6  # sliced W1 <= any matching
+    turned = np.flip(np.flip(images, 1), 2)  # mirrored both ways: the same texture, the same colours
+    assert float(losses.texture_invariance_loss(images, turned)) == pytest.approx(0.0, abs=1e-6)
+    assert float(losses.invariance_term("colours+texture", images, turned)) == pytest.approx(0.0, abs=1e-6)
+    assert float(losses.texture_invariance_loss(images, moved)) > 0  # same colours, other texture
     for kind in losses.INVARIANCE_OF:  # the same images, scaled and shifted together: the same relative gap
         term = lambda a, b, ref: float(losses.invariance_term(kind, a, b, "contrast", reference=ref))  # noqa: E731
         before = term(images, other, moved)
