@@ -63,6 +63,11 @@ _COLOUR_AXES = tf.constant([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0],
                             [6 ** -0.5, 6 ** -0.5, -2 * 6 ** -0.5]])
 
 
+def _on_colour_axes(images):
+    """(N, H, W, 3) images as their values along the six colour axes: (N, H, W, 6), float32."""
+    return tf.einsum("nhwc,ac->nhwa", tf.cast(images, tf.float32), _COLOUR_AXES)
+
+
 def colour_invariance_loss(filtered_a, filtered_b):
     """How far apart the colours of the two filtered images of each pair are, wherever they sit: the
     one-dimensional Wasserstein distance between their pixels' values along six colour axes (sorted
@@ -71,10 +76,8 @@ def colour_invariance_loss(filtered_a, filtered_b):
     places or poses towards a blank image: it takes away what colours say about who someone is and
     leaves where they are. Needs images of the same size with three channels."""
     def sorted_values(x):
-        x = tf.cast(x, tf.float32)
-        n = tf.shape(x)[0]
-        projected = tf.reshape(x, (n, -1, 3)) @ tf.transpose(_COLOUR_AXES)  # (N, pixels, axes)
-        return tf.sort(projected, axis=1)
+        projected = _on_colour_axes(x)
+        return tf.sort(tf.reshape(projected, (tf.shape(projected)[0], -1, _COLOUR_AXES.shape[0])), axis=1)
     return tf.reduce_mean(tf.abs(sorted_values(filtered_a) - sorted_values(filtered_b)))
 
 
@@ -86,11 +89,10 @@ def texture_invariance_loss(filtered_a, filtered_b):
     taking absolute values makes the term blind to mirroring and to quarter turns, so a person walking
     the other way is not asked to change."""
     def sorted_edges(x):
-        x = tf.cast(x, tf.float32)
-        n = tf.shape(x)[0]
-        projected = tf.einsum("nhwc,ac->nhwa", x, _COLOUR_AXES)
-        across = tf.reshape(tf.abs(projected[:, :, 1:] - projected[:, :, :-1]), (n, -1, 6))
-        down = tf.reshape(tf.abs(projected[:, 1:] - projected[:, :-1]), (n, -1, 6))
+        projected = _on_colour_axes(x)
+        shape = (tf.shape(projected)[0], -1, _COLOUR_AXES.shape[0])
+        across = tf.reshape(tf.abs(projected[:, :, 1:] - projected[:, :, :-1]), shape)
+        down = tf.reshape(tf.abs(projected[:, 1:] - projected[:, :-1]), shape)
         return tf.sort(tf.concat([across, down], axis=1), axis=1)
     return tf.reduce_mean(tf.abs(sorted_edges(filtered_a) - sorted_edges(filtered_b)))
 
@@ -124,8 +126,8 @@ def check_invariance(kind: str, scale: str = "absolute") -> tuple[str, str]:
 def invariance_term(kind: str, filtered_a, filtered_b, scale: str = "absolute", reference=None):
     """The attacker-free term: 'images' (invariance_loss), 'colours' (colour_invariance_loss) or
     'colours+texture' (that plus texture_invariance_loss) between the two filtered images of each pair.
-    scale 'absolute' takes it as it is. 'contrast' divides it by the
-    contrast of `reference`, the filtered detector images of the same step: an attacker with
+    scale 'absolute' takes it as it is. 'contrast' divides it by the contrast of `reference`, the
+    filtered detector images of the same step: an attacker with
     BatchNormalization reads a difference of 0.001 as well as one of 0.1, so a term that a filter can
     shrink by shrinking everything it outputs (towards an all-grey image whose last bytes still carry
     who is who) protects nobody. Divided by the contrast the detector is given, only making the pair

@@ -58,7 +58,7 @@ def test_interrupt_and_resume_reaches_the_same_state(tmp_path, smoke_profile, cn
     for v1, v2 in zip(whole, resumed):
         np.testing.assert_allclose(v1, v2, rtol=1e-4, atol=1e-5)
     assert whole_loop.state.best_epoch == resumed_loop.state.best_epoch
-    saved = json.loads((tmp_path / "split" / "checkpoints" / "loop_state.json").read_text())
+    saved = json.loads(state_file.read_text())
     assert saved["epoch"] == 3
     # the training time counts every process, not only the one that finished (metrics.json's train_minutes)
     assert 0 < part_seconds == part_loop.state.seconds < resumed_loop.state.seconds == saved["seconds"]
