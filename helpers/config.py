@@ -131,9 +131,10 @@ VARIANTS = {
 
 
 # `make run`: the thesis's first variant on each data set beside our best robust one, one training seed.
-# R10 replaced R7 on validation: notebook 04's fresh attacker read R10 at 0.583 and 0.693 (seeds 0, 1)
-# where R7 read 0.672 (seed 0, on the Xeon of 2026-11-28) and R8 0.795 and 0.766.
-QUICK_VARIANTS = ("S1", "S5", "R1", "R10")
+# R12 replaced R10 on validation (seeds 0-2 each; studies tvpr_cpu_stronger and tvpr_cpu_colours): notebook
+# 04's validation fresh distance 0.170 against 0.222, notebook 06's strongest attacker on validation 0.714
+# (plain CNN, one side) against 0.760. R10 had replaced R7 (0.672, one seed) and R8 (0.795, 0.766).
+QUICK_VARIANTS = ("S1", "S5", "R1", "R12")
 # `make full`: every variant, three training seeds.
 FULL_VARIANTS = tuple(VARIANTS)
 
