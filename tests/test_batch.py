@@ -250,3 +250,27 @@ def test_engine_options_are_checked():
         with pytest.raises(SystemExit) as stop:
             batch.main(args + ["--profile", "smoke"])
         assert stop.value.code == 2
+
+
+def test_readme_figures_of_each_study_come_from_its_csvs():
+    # Each README bullet naming a study states that study's filter chosen on validation and its strongest
+    # fresh attacker's mean test AUC, as computed from the study's attack_summary.csv.
+    import re
+    from pathlib import Path
+    import pandas as pd
+    root = Path(__file__).resolve().parent.parent
+    bullets = re.split(r"\n(?=- )", (root / "README.md").read_text())
+    cited = 0
+    for study in sorted((root / "results" / report.STUDIES).glob("*/attack_summary.csv")):
+        name = study.parent.name
+        texts = [b for b in bullets if f"study `{name}`" in b or f"`{name}`" in b]
+        if not texts:
+            continue
+        cited += 1
+        attack = pd.read_csv(study)
+        agg = report.aggregate(attack)
+        dataset = attack[attack.kind == "filter"].dataset.iloc[0]
+        best, _ = report.best_filter(agg, dataset)
+        worst = agg[(agg.dataset == dataset) & (agg.output == "uint8") & (agg["transform"] == best)].fresh_auc_mean.max()
+        assert any(best in b and f"{worst:.3f}" in b for b in texts), (name, best, f"{worst:.3f}")
+    assert cited >= 2
