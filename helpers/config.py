@@ -168,7 +168,8 @@ class Profile:
     detector_size: tuple | None = None  # (height, width); squares: image_size x image_size
     pretrain_detector_lr: float | None = None  # notebook 03 only; None: the thesis rate
     # "float32" | "mixed_bfloat16" | "auto" (bfloat16 where the CPU has AMX or AVX-512 BF16). cpu: float32,
-    # because at its sizes bfloat16 training measured about 2x slower here (benchmarks/train_step.py).
+    # because at its sizes bfloat16 training measured slower: 0.62x float32 on a Xeon with AMX, 0.72x on an
+    # AMD EPYC with AVX-512 BF16 (benchmarks/train_step.py, benchmarks/README.md).
     precision: str = "float32"
 
 
