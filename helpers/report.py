@@ -128,6 +128,21 @@ def mean_std(mean, std, digits: int = 3) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
+def chosen_filter(summary, dataset: str, output: str = "uint8", filters=None, agg=None) -> dict | None:
+    """The filter chosen on validation for `dataset` (best_filter) and its test figures on `output`: its
+    strongest attacker's mean AUC (`worst`), the highest single seed, the fresh AP; None if none was attacked."""
+    agg = aggregate(summary) if agg is None else agg
+    pick = best_filter(agg, dataset, output, filters=filters)
+    if pick is None:
+        return None
+    name, val_distance = pick
+    t = agg[(agg.dataset == dataset) & (agg.output == output) & (agg["transform"] == name)]
+    rows = summary[(summary.dataset == dataset) & (summary.output == output) & (summary["transform"] == name)]
+    return {"name": name, "val_distance": val_distance, "table": t, "worst": t.fresh_auc_mean.max(),
+            "worst_seed": rows.fresh_auc.max(), "ap": t.fresh_ap_mean.iloc[0], "ap_std": t.fresh_ap_std.iloc[0],
+            "seeds": int(t.seeds.max())}
+
+
 def verdicts(summary, bars: dict, filters=None, output: str = "uint8") -> list[str]:
     """One sentence per data set: the filter chosen on validation, its test figures on `output`, and
     whether they meet `bars[dataset]` = dict(auc=, seed_auc=, ap=, seeds=, ahead=): a bar needs that many
@@ -138,22 +153,14 @@ def verdicts(summary, bars: dict, filters=None, output: str = "uint8") -> list[s
     agg = aggregate(summary)
     lines = []
     for d in [d for d in config.DATASETS if d in set(summary.dataset)]:
-        pick = best_filter(agg, d, output, filters=filters)
-        if pick is None:
+        c = chosen_filter(summary, d, output, filters, agg)
+        if c is None:
             lines.append(f"{d}: no filter runs attacked yet.")
             continue
-        name, val_distance = pick
+        name, t, worst, worst_seed, ap, seeds = c["name"], c["table"], c["worst"], c["worst_seed"], c["ap"], c["seeds"]
         bar = bars[d]
-        t = agg[(agg.dataset == d) & (agg.output == output) & (agg["transform"] == name)]
-        if t.empty:
-            continue
-        rows = summary[(summary.dataset == d) & (summary.output == output) & (summary["transform"] == name)]
-        worst = t.fresh_auc_mean.max()
-        worst_seed = rows.fresh_auc.max()
-        ap = t.fresh_ap_mean.iloc[0]
         none = agg[(agg.dataset == d) & (agg.output == output) & (agg["transform"] == "none")]
         per = ", ".join(f"{r.attacker}/{r.sides} {mean_std(r.fresh_auc_mean, r.fresh_auc_std)}" for _, r in t.iterrows())
-        seeds = int(t.seeds.max())
         figures = worst <= bar["auc"] and worst_seed <= bar["seed_auc"] and ap >= bar["ap"]
         classic = agg[(agg.dataset == d) & (agg.output == output) & (agg["transform"] != "none")
                       & agg["transform"].isin(list(config.CLASSIC_TRANSFORMS))]
@@ -170,10 +177,10 @@ def verdicts(summary, bars: dict, filters=None, output: str = "uint8") -> list[s
         verdict = ("not met" if not figures else
                    "not shown: these figures meet it, but " + " and ".join(unshown) if unshown else "met")
         lines.append(
-            f"**{d}**: chosen on validation: **{name}** (validation distance {val_distance:.3f}, "
+            f"**{d}**: chosen on validation: **{name}** (validation distance {c['val_distance']:.3f}, "
             f"{seeds} seeds). Test, {output} output: fresh AUC {per}; highest mean {worst:.3f} "
             f"(bar ≤ {bar['auc']}), highest single seed {worst_seed:.3f} (bar ≤ {bar['seed_auc']}); fresh AP "
-            f"{mean_std(ap, t.fresh_ap_std.iloc[0])} (bar ≥ {bar['ap']}). Without a transform the strongest "
+            f"{mean_std(ap, c['ap_std'])} (bar ≥ {bar['ap']}). Without a transform the strongest "
             f"attacker reaches {none.fresh_auc_mean.max():.3f}.{ahead} **Bar {verdict}.**")
     return lines
 
