@@ -184,6 +184,13 @@ PROFILES = {
                    eval_batch_size=90, epochs=20, batches_per_epoch=12, select_after=11, pretrain_steps=800,
                    val_identities=20, val_images_per_identity=6, detector_val_images=720, heatmap_sigma=1.5,
                    match_radius=2.0, bn_momentum=0.9),
+    # `make run`: the cpu profile's images, networks and data on shorter schedules, so the whole story (two data
+    # sets, four filters, notebook 06) fits 30 min on 2 cores. Its figures show the method at work; the
+    # studies in RESULTS.md, at cpu, are what ranks filters.
+    "quick": Profile(name="quick", image_size=64, reid_size=32, square_size=8, alpha=0.35, batch_size=60,
+                     eval_batch_size=90, epochs=8, batches_per_epoch=12, select_after=5, pretrain_steps=600,
+                     val_identities=20, val_images_per_identity=6, detector_val_images=720, heatmap_sigma=1.5,
+                     match_radius=2.0, bn_momentum=0.9),
     # Tiny, for tests: seconds.
     # Validation and test sets keep the thesis's counts: at 32x32 they cost next to nothing.
     "smoke": Profile(name="smoke", image_size=32, reid_size=32, square_size=4, alpha=0.25, batch_size=20,
@@ -205,6 +212,9 @@ TVPR_SIZES = {
     "cpu": dict(detector_size=(96, 128), reid_size=64, alpha=0.35, batch_size=12, eval_batch_size=12,
                 epochs=30, batches_per_epoch=26, select_after=11, pretrain_steps=1800,
                 heatmap_sigma=2.0, match_radius=4.0, pretrain_detector_lr=1e-3),
+    "quick": dict(detector_size=(96, 128), reid_size=64, alpha=0.35, batch_size=12, eval_batch_size=12,
+                  epochs=8, batches_per_epoch=26, select_after=5, pretrain_steps=1100,
+                  heatmap_sigma=2.0, match_radius=4.0, pretrain_detector_lr=1e-3),
     "smoke": dict(detector_size=(32, 64), reid_size=32, alpha=0.25, batch_size=6, eval_batch_size=12,
                   epochs=2, batches_per_epoch=2, select_after=2, pretrain_steps=10,
                   heatmap_sigma=1.0, match_radius=1.0, pretrain_detector_lr=1e-3),
@@ -214,6 +224,7 @@ TVPR_SIZES = {
 STANDIN = {
     "paper": dict(identities=100, videos=23, frame_size=(480, 640)),
     "cpu": dict(identities=100, videos=23, frame_size=(480, 640)),
+    "quick": dict(identities=100, videos=23, frame_size=(480, 640)),
     "smoke": dict(identities=20, videos=4, frame_size=(240, 320)),
 }
 
@@ -281,11 +292,23 @@ def distance_ranks(unfiltered_ap: float) -> bool:
 ATTACK = {
     "squares": {"paper": dict(reid_steps=4000, detector_steps=2000, eval_every=100, patience=5),
                 "cpu": dict(reid_steps=800, detector_steps=800, eval_every=50, patience=4),
+                "quick": dict(reid_steps=300, detector_steps=150, eval_every=50, patience=3, attackers=["cnn"]),
                 "smoke": dict(reid_steps=4, detector_steps=4, eval_every=2, patience=1)},
     "tvpr": {"paper": dict(reid_steps=10400, detector_steps=5200, eval_every=260, patience=5),
              "cpu": dict(reid_steps=2400, detector_steps=1600, eval_every=100, patience=5),
+             "quick": dict(reid_steps=600, detector_steps=300, eval_every=100, patience=3, attackers=["cnn"]),
              "smoke": dict(reid_steps=4, detector_steps=4, eval_every=2, patience=1)},
 }
+
+# quick (`make run`) attacks with the plain CNN alone (the strongest attacker of unfiltered data in every cpu
+# study: `attackers` above; others: both kinds) and on three of the classic transforms, to fit 30 min.
+ATTACKED_CLASSIC = {"quick": ("none", "blur", "noise")}
+
+
+def classic_transforms(profile_name: str) -> list:
+    """The classic transforms notebook 06 attacks at a profile ('none' first)."""
+    return list(ATTACKED_CLASSIC.get(profile_name, CLASSIC_TRANSFORMS))
+
 
 # Identities of the large squares pair draw (datasets.exact_pairs) the exact attacker is measured on.
 EXACT_IDENTITIES = 1000
@@ -295,9 +318,9 @@ EXACT_IDENTITIES = 1000
 # every variant. `steps` updates, validated every `eval_every`; its best validation AUC is the figure.
 SELECTION = {
     "squares": {"paper": dict(steps=200, eval_every=50), "cpu": dict(steps=100, eval_every=25),
-                "smoke": dict(steps=2, eval_every=2)},
+                "quick": dict(steps=60, eval_every=20), "smoke": dict(steps=2, eval_every=2)},
     "tvpr": {"paper": dict(steps=1000, eval_every=100), "cpu": dict(steps=300, eval_every=50),
-             "smoke": dict(steps=2, eval_every=2)},
+             "quick": dict(steps=150, eval_every=50), "smoke": dict(steps=2, eval_every=2)},
 }
 
 

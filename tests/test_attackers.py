@@ -18,12 +18,14 @@ def test_attackers_have_shared_or_separate_towers():
 def cnn_attack(smoke_profile):
     """The plain-CNN attackers on smoke squares, traced once for the tests below."""
     sets = {s: squares.fixed_sets(smoke_profile, s, 0) for s in ("val", "test")}
-    settings = dict(reid_steps=40, detector_steps=2, eval_every=10, patience=None)
+    # the attacker kinds come from the settings, as config.ATTACK gives them for the quick profile
+    settings = dict(reid_steps=40, detector_steps=2, eval_every=10, patience=None, attackers=["cnn"])
     return attackers.Attack(smoke_profile, sets, squares.TrainingStream(smoke_profile, 1000), settings,
-                            attackers=("cnn",), sides=("both", "one"))
+                            sides=("both", "one"))
 
 
 def test_identity_leaks_and_constant_hides(cnn_attack):
+    assert sorted(cnn_attack.reid) == [("cnn", "both"), ("cnn", "one")]
     leak = cnn_attack.run(transforms.classic("none"), seed=0)["reid"]["cnn/both"]
     hidden = cnn_attack.run(transforms.constant(), seed=0)["reid"]["cnn/both"]
     assert leak["test_auc"] > 0.85, leak  # on squares the colour is the identity

@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import subprocess
 
 import pandas as pd
 import pytest
@@ -273,3 +274,16 @@ def test_readme_figures_of_each_study_come_from_its_csvs():
         best, worst = c["name"], f"{c['worst']:.3f}"
         assert any(re.search(rf"\b{best}\b", b) and worst in b for b in texts), (name, best, worst)
     assert cited >= 2
+
+
+def test_make_run_is_the_quick_story_and_make_full_the_cpu_one():
+    import shutil
+    if shutil.which("make") is None:
+        pytest.skip("no make on this machine")
+
+    def dry(*args):
+        return subprocess.run(["make", "-n", *args], cwd=config.REPO, capture_output=True, text=True, check=True).stdout
+    assert "-m helpers.batch --profile quick" in dry("run")
+    assert "--profile cpu" in dry("run", "PROFILE=cpu")
+    assert "--seeds 0 1 2" in dry("full") and "--profile cpu" in dry("full")
+

@@ -71,3 +71,24 @@ def test_a_longer_variant_keeps_the_thesis_selection_window():
 def test_every_profile_keeps_detector_sizes_divisible_by_32():
     for p in config.PROFILES.values():
         assert p.image_size % 32 == 0 and p.batch_size >= 5
+
+
+def test_quick_profile_is_cpu_on_shorter_schedules():
+    """`make run`'s profile trains the cpu profile's networks on the cpu profile's data, only for fewer steps."""
+    from dataclasses import asdict
+    schedules = {"name", "epochs", "select_after", "pretrain_steps"}
+    for d in config.DATASETS:
+        quick, cpu = asdict(config.get_profile("quick", d)), asdict(config.get_profile("cpu", d))
+        assert {k: v for k, v in quick.items() if k not in schedules} == {k: v for k, v in cpu.items() if k not in schedules}
+        assert all(quick[k] < cpu[k] for k in schedules - {"name"})
+        for table in (config.ATTACK, config.SELECTION):
+            assert all(table[d]["quick"][k] <= table[d]["cpu"][k] for k in ("steps", "reid_steps", "detector_steps")
+                       if k in table[d]["cpu"])
+    assert config.STANDIN["quick"] == config.STANDIN["cpu"]
+
+
+def test_each_profile_attacks_the_unfiltered_images_first():
+    for name in config.PROFILES:
+        classic = config.classic_transforms(name)
+        assert classic[0] == "none" and set(classic) <= set(config.CLASSIC_TRANSFORMS)
+    assert config.classic_transforms("cpu") == list(config.CLASSIC_TRANSFORMS)
