@@ -172,8 +172,9 @@ def header(argv) -> str:
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=NOTEBOOKS.parent, capture_output=True,
                                 text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=NOTEBOOKS.parent,
-                               capture_output=True, text=True).stdout.strip()
+        # results/ holds the committed run's tables, which this batch has just rewritten: not a code change
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results"],
+                               cwd=NOTEBOOKS.parent, capture_output=True, text=True).stdout.strip()
         commit += " (with uncommitted changes)" if dirty else ""
     except (OSError, subprocess.CalledProcessError):
         commit = "unknown"
