@@ -287,3 +287,36 @@ def test_make_run_is_the_quick_story_and_make_full_the_cpu_one():
     assert "--profile cpu" in dry("run", "PROFILE=cpu")
     assert "--seeds 0 1 2" in dry("full") and "--profile cpu" in dry("full")
 
+
+
+def test_the_header_counts_code_changes_but_not_the_results_the_batch_rewrote(tmp_path, monkeypatch):
+    import shutil
+    if shutil.which("git") is None:
+        pytest.skip("no git on this machine")
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "results").mkdir()
+    (tmp_path / "helpers.py").write_text("x = 1\n")
+    (tmp_path / "results" / "summary.csv").write_text("a\n")
+    git = lambda *a: subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *a], cwd=tmp_path,  # noqa: E731
+                                    check=True, capture_output=True)
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-q", "-m", "start")
+    monkeypatch.setattr(batch, "NOTEBOOKS", tmp_path / "notebooks")
+    (tmp_path / "results" / "summary.csv").write_text("b\n")  # what a batch writes
+    assert "uncommitted" not in batch.header(["S1"])
+    (tmp_path / "helpers.py").write_text("x = 2\n")
+    assert "uncommitted" in batch.header(["S1"])
+
+
+def test_readme_names_the_committed_run_and_its_minutes():
+    # The README's section on the committed run gives the date, commit and total minutes that
+    # results/summary.md recorded when the batch runner wrote it.
+    import re
+    md = (config.REPO / "results" / "summary.md").read_text()
+    when, commit = re.search(r" on (\d{4}-\d\d-\d\d) [\d:]+, commit (\w+)", md.splitlines()[0]).groups()
+    total = re.search(r"^\| total \| ([\d.]+) \|", md, re.M).group(1)
+    readme = (config.REPO / "README.md").read_text()
+    section = readme[readme.index("## The committed run"):]
+    section = section[:section.index("\n## ", 1)]
+    assert when in section and commit in section and f"{total} min" in section, (when, commit, total)
