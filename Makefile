@@ -26,7 +26,7 @@ run: venv
 
 # Every variant (config.FULL_VARIANTS: S1, S2, S2c, ... R1-R6, ...) with training seeds 0, 1 and 2, at cpu,
 # in a tree of its own (full/data, full/results) so that it never meets make run's quick runs.
-full: export ANON_ROOT := $(or $(ANON_ROOT),$(CURDIR)/full)
+full: export ANON_ROOT := $(abspath $(or $(ANON_ROOT),full))
 full: venv
 	$(PY) -m helpers.batch $$($(PY) -c "from helpers import config; print(*config.FULL_VARIANTS)") \
 		--seeds 0 1 2 --attack-outputs uint8 float --profile $(or $(PROFILE),cpu) $(if $(TVPR_RAW),--tvpr-raw $(TVPR_RAW))

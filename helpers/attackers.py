@@ -246,14 +246,14 @@ def train_detector(trainee: Trainee, stream, transform, val, test, max_steps: in
 class Attack:
     """Everything needed to attack transforms on one data set: the fixed validation and test sets, a
     training stream, the ReID attackers (one traced squad) and the fresh detector, each traced once.
-    settings: config.ATTACK[dataset][profile] (max steps, eval_every, patience; `attackers`, if given, replaces
-    the `attackers` argument)."""
+    settings: config.ATTACK[dataset][profile] (max steps, eval_every, patience, and the attacker
+    kinds if the profile has fewer than ATTACKERS; an `attackers` argument overrides them)."""
 
     def __init__(self, profile, sets: dict, stream, settings: dict, detector_start: keras.Model | None = None,
-                 attackers=ATTACKERS, sides=SIDES):
+                 attackers=None, sides=SIDES):
         from helpers.data_shapes import detector_shape, reid_shape
         self.profile, self.sets, self.stream, self.settings = profile, sets, stream, dict(settings)
-        attackers = settings.get("attackers", attackers)  # a profile may attack with fewer kinds
+        attackers = attackers or settings.get("attackers", ATTACKERS)  # a profile may attack with fewer kinds
         lr = config.LEARNING_RATES[profile.dataset]
         rshape = reid_shape(profile, profile.dataset)
         self.reid = {(k, s): Trainee(lambda k=k, s=s: build_attacker(k, rshape, profile.alpha, s == "both",

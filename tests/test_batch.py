@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import os
 import subprocess
 
 import pandas as pd
@@ -286,6 +287,9 @@ def test_make_run_is_the_quick_story_and_make_full_the_cpu_one():
     assert "-m helpers.batch --profile quick" in dry("run")
     assert "--profile cpu" in dry("run", "PROFILE=cpu")
     assert "--seeds 0 1 2" in dry("full") and "--profile cpu" in dry("full")
+    env = {k: v for k, v in os.environ.items() if k != "ANON_ROOT"}  # the suite sets one of its own
+    database = subprocess.run(["make", "-pn", "full"], cwd=config.REPO, capture_output=True, text=True, env=env).stdout
+    assert f"full: ANON_ROOT := {config.REPO / 'full'}" in database  # never in make run's tree
 
 
 
@@ -297,8 +301,9 @@ def test_the_header_counts_code_changes_but_not_the_results_the_batch_rewrote(tm
     (tmp_path / "results").mkdir()
     (tmp_path / "helpers.py").write_text("x = 1\n")
     (tmp_path / "results" / "summary.csv").write_text("a\n")
-    git = lambda *a: subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *a], cwd=tmp_path,  # noqa: E731
-                                    check=True, capture_output=True)
+    git = lambda *a: subprocess.run(  # noqa: E731
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false", *a], cwd=tmp_path,
+        check=True, capture_output=True)
     git("init", "-q")
     git("add", ".")
     git("commit", "-q", "-m", "start")
