@@ -173,24 +173,23 @@ class Profile:
     precision: str = "float32"
 
 
+# The same method scaled so a variant finishes in minutes on a 2-core laptop.
+_CPU = Profile(name="cpu", image_size=64, reid_size=32, square_size=8, alpha=0.35, batch_size=60,
+               eval_batch_size=90, epochs=20, batches_per_epoch=12, select_after=11, pretrain_steps=800,
+               val_identities=20, val_images_per_identity=6, detector_val_images=720, heatmap_sigma=1.5,
+               match_radius=2.0, bn_momentum=0.9)
+
 PROFILES = {
     # The thesis's sizes. For a GPU: one squares batch costs about 8 s on our 2-core CPU.
     "paper": Profile(name="paper", image_size=160, reid_size=160, square_size=20, alpha=1.0, batch_size=60,
                      eval_batch_size=90, epochs=12000, batches_per_epoch=12, select_after=6001, pretrain_steps=6000,
                      val_identities=20, val_images_per_identity=6, detector_val_images=720, heatmap_sigma=2.0,
                      match_radius=4.0, bn_momentum=0.99, precision="auto"),
-    # The same method scaled so a variant finishes in minutes on a 2-core laptop.
-    "cpu": Profile(name="cpu", image_size=64, reid_size=32, square_size=8, alpha=0.35, batch_size=60,
-                   eval_batch_size=90, epochs=20, batches_per_epoch=12, select_after=11, pretrain_steps=800,
-                   val_identities=20, val_images_per_identity=6, detector_val_images=720, heatmap_sigma=1.5,
-                   match_radius=2.0, bn_momentum=0.9),
+    "cpu": _CPU,
     # `make run`: the cpu profile's images, networks and data on shorter schedules, so the whole story (two data
     # sets, four filters, notebook 06) fits 30 min on 2 cores. Its figures show the method at work; the
     # studies in RESULTS.md, at cpu, are what ranks filters.
-    "quick": Profile(name="quick", image_size=64, reid_size=32, square_size=8, alpha=0.35, batch_size=60,
-                     eval_batch_size=90, epochs=8, batches_per_epoch=12, select_after=5, pretrain_steps=600,
-                     val_identities=20, val_images_per_identity=6, detector_val_images=720, heatmap_sigma=1.5,
-                     match_radius=2.0, bn_momentum=0.9),
+    "quick": replace(_CPU, name="quick", epochs=8, select_after=5, pretrain_steps=600),
     # Tiny, for tests: seconds.
     # Validation and test sets keep the thesis's counts: at 32x32 they cost next to nothing.
     "smoke": Profile(name="smoke", image_size=32, reid_size=32, square_size=4, alpha=0.25, batch_size=20,
@@ -212,21 +211,19 @@ TVPR_SIZES = {
     "cpu": dict(detector_size=(96, 128), reid_size=64, alpha=0.35, batch_size=12, eval_batch_size=12,
                 epochs=30, batches_per_epoch=26, select_after=11, pretrain_steps=1800,
                 heatmap_sigma=2.0, match_radius=4.0, pretrain_detector_lr=1e-3),
-    "quick": dict(detector_size=(96, 128), reid_size=64, alpha=0.35, batch_size=12, eval_batch_size=12,
-                  epochs=8, batches_per_epoch=26, select_after=5, pretrain_steps=1100,
-                  heatmap_sigma=2.0, match_radius=4.0, pretrain_detector_lr=1e-3),
     "smoke": dict(detector_size=(32, 64), reid_size=32, alpha=0.25, batch_size=6, eval_batch_size=12,
                   epochs=2, batches_per_epoch=2, select_after=2, pretrain_steps=10,
                   heatmap_sigma=1.0, match_radius=1.0, pretrain_detector_lr=1e-3),
 }
+TVPR_SIZES["quick"] = {**TVPR_SIZES["cpu"], "epochs": 8, "select_after": 5, "pretrain_steps": 1100}
 # The offline stand-in for TVPR (helpers.topview) that notebook 02 generates when no TVPR folder is
 # given: the thesis's 100 people in 23 videos at 640x480; the smoke profile draws fewer and smaller.
 STANDIN = {
     "paper": dict(identities=100, videos=23, frame_size=(480, 640)),
     "cpu": dict(identities=100, videos=23, frame_size=(480, 640)),
-    "quick": dict(identities=100, videos=23, frame_size=(480, 640)),
     "smoke": dict(identities=20, videos=4, frame_size=(240, 320)),
 }
+STANDIN["quick"] = STANDIN["cpu"]
 
 
 def get_variant(name: str) -> Variant:
