@@ -133,6 +133,11 @@ class Steps:
         if not 0 <= self.min_contrast < 0.5:
             raise ValueError(f"min_contrast={min_contrast}: use 0 (no floor) or a contrast below 0.5.")
         self.rounding = rounding
+        # One forward pass of the filter can serve both the adversaries (inference mode) and the filter step
+        # (training mode) only if no layer of it behaves differently in the two.
+        self.shared_forward = nets.filter is not None and not any(
+            isinstance(l, (keras.layers.BatchNormalization, keras.layers.Dropout))
+            for l in nets.filter._flatten_layers(include_self=False, recursive=True))
         with scope(strategy):
             self.opt_detector = Adam(lr_detector)
             self.opt_reids = [Adam(lr_reid) for _ in nets.reids]
@@ -182,9 +187,7 @@ class Steps:
         """The filter's output without gradient, rounded to 8 bits if that network learns on it."""
         if self.nets.filter is None:
             return tf.convert_to_tensor(x, tf.float32)
-        y = tf.cast(self.nets.filter(x, training=False), tf.float32)
-        rounded = self.rounding in ("adversaries", "all") or (self.rounding == "detector" and not for_reid)
-        return quantize(y) if rounded else y
+        return self._rounded(tf.cast(self.nets.filter(x, training=False), tf.float32), for_reid)
 
     def _filter_with_gradient(self, x):
         y = tf.cast(self.nets.filter(x, training=True), tf.float32)
@@ -212,25 +215,38 @@ class Steps:
         return tf.stack(losses)
 
     def _filter_update(self, images, heatmaps, images_a, images_b, same):
-        filt = self.nets.filter
         with tf.GradientTape() as tape:
-            filtered = self._filter_with_gradient(images)
-            heat = self.nets.detector(filtered, training=False)
-            fa, fb = self._filter_with_gradient(images_a), self._filter_with_gradient(images_b)
-            terms = tf.stack([privacy_loss(self.privacy, same, reid([fa, fb], training=False), self.lam)
-                              for reid in self.nets.reids])
-            utility = mse(heatmaps, heat)
-            privacy = tf.reduce_max(terms)  # the strongest adversary's term; its gradient alone flows
-            if self.invariance:  # no adversary needed: the two images of a pair pulled to one output
-                privacy = privacy + self.invariance * invariance_term(
-                    self.invariance_of, fa, fb, self.invariance_scale, reference=filtered)
-            loss = utility + privacy
-            if self.min_contrast:  # the published image has to use its bytes
-                loss = loss + contrast_floor_loss(filtered, self.min_contrast)
-            share = loss / self.replicas
+            out = self._filter_loss(*(self._filter_with_gradient(v) for v in (images, images_a, images_b)), heatmaps, same)
+            share = out[0] / self.replicas  # summed over replicas by the optimiser: the whole batch's gradient
+        self._apply_filter_gradient(tape, share)
+        return out
+
+    def _filter_loss(self, filtered, fa, fb, heatmaps, same):
+        """Thesis Eq. 4 on filtered images the tape has seen being made: the frozen detector's MSE plus the
+        strongest ReID's privacy term (and the optional invariance and contrast terms)."""
+        heat = self.nets.detector(filtered, training=False)
+        terms = tf.stack([privacy_loss(self.privacy, same, reid([fa, fb], training=False), self.lam)
+                          for reid in self.nets.reids])
+        utility = mse(heatmaps, heat)
+        privacy = tf.reduce_max(terms)  # the strongest adversary's term; its gradient alone flows
+        if self.invariance:  # no adversary needed: the two images of a pair pulled to one output
+            privacy = privacy + self.invariance * invariance_term(
+                self.invariance_of, fa, fb, self.invariance_scale, reference=filtered)
+        loss = utility + privacy
+        if self.min_contrast:  # the published image has to use its bytes
+            loss = loss + contrast_floor_loss(filtered, self.min_contrast)
+        return loss, utility, privacy, tf.argmax(terms, output_type=tf.int32)
+
+    def _apply_filter_gradient(self, tape, share):
+        filt = self.nets.filter
         grads = tape.gradient(share, filt.trainable_variables)
         self.opt_filter.apply_gradients(zip(grads, filt.trainable_variables))
-        return loss, utility, privacy, tf.argmax(terms, output_type=tf.int32)
+
+    def _rounded(self, y, for_reid: bool = False):
+        """The filter's output `y` as an adversary learns on it: without gradient, in 8 bits if rounded."""
+        rounded = self.rounding in ("adversaries", "all") or (self.rounding == "detector" and not for_reid)
+        y = tf.stop_gradient(y)
+        return quantize(y) if rounded else y
 
     # --- Algorithm 1, step by step (notebook 04 calls these by hand) --------------------------------
     def _detector_step(self, images, heatmaps):
@@ -246,17 +262,32 @@ class Steps:
     # --- the same, as one traced call ---------------------------------------------------------------
     def _iteration(self, images, heatmaps, images_a, images_b, same, reid_steps: int = 1, filter_steps: int = 1):
         """Steps (a), (b) x reid_steps and (c) x filter_steps in one call. The filter does not change
-        before (c), so the images the detector and the ReIDs learn on are filtered once."""
-        x, xa, xb = self.filtered(images), self.filtered(images_a, True), self.filtered(images_b, True)
-        out = {"detector": self._detector_update(x, heatmaps)}
-        for _ in range(reid_steps):
-            reid_losses = self._reid_update(xa, xb, same)
+        before (c), so the batch is filtered once: the first filter step's tape records that forward pass
+        (the filter behaves alike in training and inference mode: convolutions only) and stops recording
+        while the detector and the ReIDs learn on its output."""
+        shared = filter_steps > 0 and self.shared_forward
+        out = {}
+        with tf.GradientTape() as tape:
+            if shared:
+                y = [self._filter_with_gradient(v) for v in (images, images_a, images_b)]
+                x, xa, xb = self._rounded(y[0]), self._rounded(y[1], True), self._rounded(y[2], True)
+            with tape.stop_recording():
+                if not shared:
+                    x, xa, xb = self.filtered(images), self.filtered(images_a, True), self.filtered(images_b, True)
+                out["detector"] = self._detector_update(x, heatmaps)
+                for _ in range(reid_steps):
+                    reid_losses = self._reid_update(xa, xb, same)
+            if shared:
+                total, utility, privacy, strongest = self._filter_loss(*y, heatmaps, same)
+                share = total / self.replicas
+        if shared:
+            self._apply_filter_gradient(tape, share)
+        for _ in range(filter_steps - shared):
+            total, utility, privacy, strongest = self._filter_update(images, heatmaps, images_a, images_b, same)
         if reid_steps:
             out["reid"] = tf.reduce_mean(reid_losses)
             if len(self.nets.reids) > 1:
                 out.update({f"reid{i}": reid_losses[i] for i in range(len(self.nets.reids))})
-        for _ in range(filter_steps):
-            total, utility, privacy, strongest = self._filter_update(images, heatmaps, images_a, images_b, same)
         if filter_steps:
             out.update(filter=total, filter_mse=utility, filter_privacy=privacy)
             if len(self.nets.reids) > 1:
