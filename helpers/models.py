@@ -96,13 +96,14 @@ class BlockConv2DTranspose(layers.Conv2DTranspose):
         k = tf.reshape(tf.cast(self.kernel, x.dtype), (2, 2, 2, 2, cout, cin))
         k = tf.reshape(tf.transpose(k, (5, 0, 2, 1, 3, 4)), (cin, 16 * cout))
         p = tf.reshape(tf.matmul(tf.reshape(x, (-1, cin)), k), (-1, h, w, 4, 4 * cout))
-        # Slices by tf.unstack and tf.slice, not by indexing: the gradient of a strided slice (StridedSliceGrad)
-        # took a fifth of a cpu-profile iteration on our CPUs, those of unstack and slice are a stack and a pad.
-        out = 0
+        # Block (ay, ax) lands 2 ay - 1, 2 ax - 1 pixels off. Shifted by whole input pixels (ay, ax) on a grid one
+        # pixel larger, the four blocks add up before one depth_to_space, and a crop of one pixel at each side
+        # ends it. tf.unstack and tf.slice, not indexing: on our CPUs the gradient of a strided slice
+        # (StridedSliceGrad) took a fifth of a cpu-profile iteration, those of these are a stack and a pad.
+        q = 0
         for block, (ay, ax) in zip(tf.unstack(p, axis=3), ((0, 0), (0, 1), (1, 0), (1, 1))):
-            block = tf.nn.depth_to_space(block, 2)  # lands 2 ay - 1, 2 ax - 1 pixels off: one row and column
-            block = tf.slice(block, [0, 1 - ay, 1 - ax, 0], [-1, 2 * h - 1, 2 * w - 1, -1])  # cut on one side
-            out = out + tf.pad(block, [[0, 0], [ay, 1 - ay], [ax, 1 - ax], [0, 0]])  # and padded on the other
+            q = q + tf.pad(block, [[0, 0], [ay, 1 - ay], [ax, 1 - ax], [0, 0]])
+        out = tf.slice(tf.nn.depth_to_space(q, 2), [0, 1, 1, 0], [-1, 2 * h, 2 * w, -1])
         if self.use_bias:
             out = out + tf.cast(self.bias, out.dtype)
         return self.activation(out) if self.activation is not None else out
