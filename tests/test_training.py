@@ -215,6 +215,40 @@ def test_one_traced_iteration_equals_the_three_separate_steps(trained_steps, smo
         np.testing.assert_allclose(v1, v2, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("rounding, filter_steps", [("all", 2), ("detector", 1)])
+def test_the_shared_filter_pass_equals_the_separate_steps_with_rounding(smoke_profile, rounding, filter_steps):
+    # The iteration filters the batch once for the adversaries and the first filter step; with 8-bit
+    # rounding (straight-through for the filter) and a second filter step it still equals the named steps.
+    # Untraced (training.eagerly): at smoke size a step runs faster than it traces.
+    steps = fresh_steps(smoke_profile, rounding=rounding)
+    assert steps.shared_forward
+    batch = batch_of(smoke_profile, 3)
+    with training.eagerly():
+        steps.iteration(*batch_of(smoke_profile, 2))  # the optimisers create their state on a first update
+        variables, start = state_of(steps)
+        out = {k: float(v) for k, v in steps.iteration(*batch, reid_steps=1, filter_steps=filter_steps).items()}
+        _, after_fused = state_of(steps)
+        for v, value in zip(variables, start):
+            v.assign(value)
+        d, r = float(steps.detector_step(*batch[:2])), float(steps.reid_step(*batch[2:]))
+        for _ in range(filter_steps):
+            f, u, p = (float(x) for x in steps.filter_step(*batch))
+    np.testing.assert_allclose([out["detector"], out["reid"], out["filter"], out["filter_mse"], out["filter_privacy"]],
+                               [d, r, f, u, p], rtol=1e-4, atol=1e-6)
+    for v1, v2 in zip(after_fused, state_of(steps)[1]):
+        np.testing.assert_allclose(v1, v2, rtol=1e-4, atol=1e-5)
+
+
+def test_a_filter_that_behaves_differently_in_training_is_run_twice(smoke_profile):
+    # A filter with BatchNorm gives other images in training and inference mode: the adversaries then
+    # learn on an inference-mode pass of their own, as the named steps do.
+    training.reseed(0)
+    _, det, reid = models.networks_for(smoke_profile, "squares", (5, 7, 7, 5, 3))
+    image = tf.keras.Input((None, None, 3))
+    filt = tf.keras.Model(image, tf.keras.layers.BatchNormalization()(tf.keras.layers.Conv2D(3, 3, padding="same")(image)))
+    assert not training.Steps(training.Networks(filt, det, reid), 5e-4, 1e-3, 5e-4).shared_forward
+    assert fresh_steps(smoke_profile).shared_forward
+
 def test_a_restart_reinitialises_weights_and_optimiser(smoke_profile):
     steps = fresh_steps(smoke_profile, reids=("cnn", "cnn"))
     batch = batch_of(smoke_profile)
