@@ -99,7 +99,7 @@ class BlockConv2DTranspose(layers.Conv2DTranspose):
         # Block (ay, ax) lands 2 ay - 1, 2 ax - 1 pixels off. Shifted by whole input pixels (ay, ax) on a grid one
         # pixel larger, the four blocks add up before one depth_to_space, and a crop of one pixel at each side
         # ends it. tf.unstack and tf.slice, not indexing: on our CPUs the gradient of a strided slice
-        # (StridedSliceGrad) took a fifth of a cpu-profile iteration, those of these are a stack and a pad.
+        # (StridedSliceGrad) took an eighth of a cpu-profile iteration's kernel time; theirs are a stack and a pad.
         q = 0
         for block, (ay, ax) in zip(tf.unstack(p, axis=3), ((0, 0), (0, 1), (1, 0), (1, 1))):
             q = q + tf.pad(block, [[0, 0], [ay, 1 - ay], [ax, 1 - ax], [0, 0]])

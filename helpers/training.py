@@ -216,7 +216,8 @@ class Steps:
 
     def _filter_update(self, images, heatmaps, images_a, images_b, same):
         with tf.GradientTape() as tape:
-            out = self._filter_loss(*(self._filter_with_gradient(v) for v in (images, images_a, images_b)), heatmaps, same)
+            filtered = [self._filter_with_gradient(v) for v in (images, images_a, images_b)]
+            out = self._filter_loss(*filtered, heatmaps, same)
             share = out[0] / self.replicas  # summed over replicas by the optimiser: the whole batch's gradient
         self._apply_filter_gradient(tape, share)
         return out

@@ -245,7 +245,8 @@ def test_a_filter_that_behaves_differently_in_training_is_run_twice(smoke_profil
     training.reseed(0)
     _, det, reid = models.networks_for(smoke_profile, "squares", (5, 7, 7, 5, 3))
     image = tf.keras.Input((None, None, 3))
-    filt = tf.keras.Model(image, tf.keras.layers.BatchNormalization()(tf.keras.layers.Conv2D(3, 3, padding="same")(image)))
+    normalised = tf.keras.layers.BatchNormalization()(tf.keras.layers.Conv2D(3, 3, padding="same")(image))
+    filt = tf.keras.Model(image, normalised)
     assert not training.Steps(training.Networks(filt, det, reid), 5e-4, 1e-3, 5e-4).shared_forward
     assert fresh_steps(smoke_profile).shared_forward
 
