@@ -24,7 +24,8 @@ class SquaredDifference(layers.Layer):
 
 @keras.saving.register_keras_serializable(package="anonymisation")
 class FusedBatchNormalization(layers.BatchNormalization):
-    """Keras's BatchNormalization computed by TensorFlow's fused kernel on 4-D channels-last input.
+    """Keras's BatchNormalization computed by TensorFlow's fused kernel on 4-D channels-last input in training
+    mode, and as a per-channel affine map in inference mode.
 
     Keras 3 normalises with a dozen element-wise ops; on our 2-core CPU the fused kernel makes a
     MobileNetV2 training step about 1.5x faster (benchmarks/train_step.py). Same weights, same

@@ -261,30 +261,36 @@ class Steps:
         return self._filter_update(images, heatmaps, images_a, images_b, same)[:3]
 
     # --- the same, as one traced call ---------------------------------------------------------------
+    def _adversary_updates(self, x, xa, xb, heatmaps, same, reid_steps):
+        """Steps (a) and (b) x reid_steps on images already filtered: the detector's loss and the ReIDs' last."""
+        detector_loss, reid_losses = self._detector_update(x, heatmaps), None
+        for _ in range(reid_steps):
+            reid_losses = self._reid_update(xa, xb, same)
+        return detector_loss, reid_losses
+
     def _iteration(self, images, heatmaps, images_a, images_b, same, reid_steps: int = 1, filter_steps: int = 1):
         """Steps (a), (b) x reid_steps and (c) x filter_steps in one call. The filter does not change
         before (c), so the batch is filtered once: the first filter step's tape records that forward pass
         (the filter behaves alike in training and inference mode: convolutions only) and stops recording
         while the detector and the ReIDs learn on its output."""
         shared = filter_steps > 0 and self.shared_forward
-        out = {}
-        with tf.GradientTape() as tape:
-            if shared:
+        if shared:
+            with tf.GradientTape() as tape:
                 y = [self._filter_with_gradient(v) for v in (images, images_a, images_b)]
-                x, xa, xb = self._rounded(y[0]), self._rounded(y[1], True), self._rounded(y[2], True)
-            with tape.stop_recording():
-                if not shared:
-                    x, xa, xb = self.filtered(images), self.filtered(images_a, True), self.filtered(images_b, True)
-                out["detector"] = self._detector_update(x, heatmaps)
-                for _ in range(reid_steps):
-                    reid_losses = self._reid_update(xa, xb, same)
-            if shared:
+                with tape.stop_recording():
+                    detector_loss, reid_losses = self._adversary_updates(
+                        self._rounded(y[0]), self._rounded(y[1], True), self._rounded(y[2], True),
+                        heatmaps, same, reid_steps)
                 total, utility, privacy, strongest = self._filter_loss(*y, heatmaps, same)
                 share = total / self.replicas
-        if shared:
             self._apply_filter_gradient(tape, share)
+        else:
+            detector_loss, reid_losses = self._adversary_updates(
+                self.filtered(images), self.filtered(images_a, True), self.filtered(images_b, True),
+                heatmaps, same, reid_steps)
         for _ in range(filter_steps - shared):
             total, utility, privacy, strongest = self._filter_update(images, heatmaps, images_a, images_b, same)
+        out = {"detector": detector_loss}
         if reid_steps:
             out["reid"] = tf.reduce_mean(reid_losses)
             if len(self.nets.reids) > 1:
