@@ -4,6 +4,8 @@ import tempfile
 
 import pytest
 
+import helpers  # noqa: F401  TensorFlow's runtime options (helpers/__init__.py), before TensorFlow starts
+
 
 def pytest_configure(config):
     os.environ.setdefault("ANON_PROFILE", "smoke")

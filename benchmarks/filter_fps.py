@@ -18,6 +18,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import helpers  # noqa: E402,F401  TensorFlow's runtime options (helpers/__init__.py), before TensorFlow starts
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 

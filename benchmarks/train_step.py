@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import time
 
+import helpers  # noqa: F401  TensorFlow's runtime options (helpers/__init__.py), before TensorFlow starts
 import keras
 
 from helpers.config import LAMBDA, LEARNING_RATES, get_profile, get_variant

@@ -110,15 +110,50 @@ class BlockConv2DTranspose(layers.Conv2DTranspose):
         return self.activation(out) if self.activation is not None else out
 
 
+def _depthwise(x, kernel, strides, padding: str):
+    """tf.nn.depthwise_conv2d whose kernel gradient is TensorFlow's own kernel run in float64.
+
+    Under oneDNN (helpers/__init__.py turns it on) a float32 DepthwiseConv2dNativeBackpropFilter goes to
+    oneDNN, which on our AVX2 CPU took 4 ms a call on MobileNet's small maps (60 x 2 x 2 x 179) and more
+    than half of a ReID step; oneDNN does not take float64, and TensorFlow's kernel in float64 is 5x faster.
+    """
+    @tf.custom_gradient
+    def conv(x, kernel):
+        def grad(dy):
+            dx = tf.nn.depthwise_conv2d_backprop_input(tf.shape(x), kernel, dy, strides, padding)
+            dk = tf.raw_ops.DepthwiseConv2dNativeBackpropFilter(
+                input=tf.cast(x, tf.float64), filter_sizes=tf.shape(kernel), out_backprop=tf.cast(dy, tf.float64),
+                strides=strides, padding=padding)
+            return dx, tf.cast(dk, kernel.dtype)
+        return tf.nn.depthwise_conv2d(x, kernel, strides, padding), grad
+    return conv(x, kernel)
+
+
+@keras.saving.register_keras_serializable(package="anonymisation")
+class Float64GradDepthwiseConv2D(layers.DepthwiseConv2D):
+    """Keras's DepthwiseConv2D whose kernel gradient runs on TensorFlow's own kernel (`_depthwise`).
+    Same weights, same output, same gradients (to float rounding)."""
+
+    def call(self, inputs):
+        if tuple(self.dilation_rate) != (1, 1) or self.data_format != "channels_last":
+            return super().call(inputs)
+        x = tf.convert_to_tensor(inputs)
+        y = _depthwise(x, tf.cast(self.kernel, x.dtype), (1, *self.strides, 1), self.padding.upper())
+        if self.use_bias:
+            y = y + tf.cast(self.bias, y.dtype)
+        return self.activation(y) if self.activation is not None else y
+
+
 # Keras's layer -> the same layer computed by a faster kernel on our CPUs (same weights and config)
 FAST_LAYERS = {layers.BatchNormalization: FusedBatchNormalization, layers.Conv2D: PointwiseConv2D,
-               layers.Conv2DTranspose: BlockConv2DTranspose}
+               layers.Conv2DTranspose: BlockConv2DTranspose,
+               layers.DepthwiseConv2D: Float64GradDepthwiseConv2D}
 
 
 def fuse_batchnorm(model: keras.Model, fused: bool = True) -> keras.Model:
     """A copy of a functional model (same weights, nested models included) whose BatchNormalization,
-    1x1 Conv2D and Conv2DTranspose layers use the faster kernels above, or with fused=False, Keras's own
-    (benchmarks/train_step.py compares)."""
+    1x1 Conv2D, Conv2DTranspose and DepthwiseConv2D layers use the faster kernels above, or with fused=False,
+    Keras's own (benchmarks/train_step.py compares)."""
     swap = FAST_LAYERS if fused else {fast: plain for plain, fast in FAST_LAYERS.items()}
 
     def clone(layer):
@@ -310,5 +345,5 @@ def load(path) -> keras.Model:
     model = keras.models.load_model(path, compile=False)
     # a detector or ReID saved before the faster kernels existed gets them (same weights, same function)
     plain = {type(l) for l in model._flatten_layers(include_self=False, recursive=True)} & {
-        layers.BatchNormalization, layers.Conv2DTranspose}
+        layers.BatchNormalization, layers.Conv2DTranspose, layers.DepthwiseConv2D}
     return fuse_batchnorm(model) if plain else model

@@ -1,8 +1,13 @@
 """The three networks of thesis 4.1, and the BatchNorm-momentum trap."""
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
+import helpers
 from helpers import losses, models, optimizers, squares, training
 
 
@@ -135,12 +140,43 @@ def test_pointwise_convolution_equals_keras_and_other_convolutions_are_untouched
         np.testing.assert_allclose(fast(x).numpy(), plain(x).numpy(), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("strides, padding", [(1, "same"), (2, "valid"), (2, "same")])
+def test_depthwise_convolution_with_its_own_kernel_gradient_equals_keras(strides, padding):
+    # MobileNet's depthwise layers learn through a hand-made gradient: it must be Keras's, input and kernel.
+    x = tf.random.stateless_normal((3, 9, 8, 6), (5, 6))
+    plain = tf.keras.layers.DepthwiseConv2D(3, strides=strides, padding=padding, use_bias=True)
+    fast = models.Float64GradDepthwiseConv2D(3, strides=strides, padding=padding, use_bias=True)
+    plain.build(x.shape)
+    fast.build(x.shape)
+    fast.set_weights([w + 0.1 for w in plain.get_weights()])
+    plain.set_weights(fast.get_weights())
+    grads = []
+    for layer in (plain, fast):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(tf.sin(layer(x)))
+        grads.append(tape.gradient(loss, [x, *layer.trainable_variables]))
+    for a, b in zip(*grads):
+        assert a.dtype == b.dtype == tf.float32
+        np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_tensorflow_options_are_set_by_the_package_unless_the_environment_sets_them():
+    code = "import os, helpers; import tensorflow as tf; print(os.environ['TF_ENABLE_ONEDNN_OPTS'])"
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    run = lambda e: subprocess.run([sys.executable, "-c", code], env=e, capture_output=True, text=True,
+                                   check=True).stdout.split()[-1]
+    assert run(env) == helpers.TF_OPTIONS["TF_ENABLE_ONEDNN_OPTS"] == "1"
+    assert run({**env, "TF_ENABLE_ONEDNN_OPTS": "0"}) == "0"
+
+
 def test_fast_kernels_swap_in_and_out_with_the_same_outputs(smoke_nets):
     _, det, _ = smoke_nets
     kinds = {type(l) for l in det._flatten_layers(include_self=False, recursive=True)}
-    assert models.BlockConv2DTranspose in kinds and models.PointwiseConv2D in kinds
+    assert {models.BlockConv2DTranspose, models.PointwiseConv2D, models.Float64GradDepthwiseConv2D} <= kinds
     plain = models.fuse_batchnorm(det, fused=False)
     plain_kinds = {type(l) for l in plain._flatten_layers(include_self=False, recursive=True)}
-    assert not plain_kinds & {models.BlockConv2DTranspose, models.PointwiseConv2D, models.FusedBatchNormalization}
+    assert not plain_kinds & {models.BlockConv2DTranspose, models.PointwiseConv2D, models.FusedBatchNormalization,
+                              models.Float64GradDepthwiseConv2D}
     x = np.random.default_rng(0).random((2, *det.input_shape[1:])).astype("float32")
     np.testing.assert_allclose(plain(x, training=False).numpy(), det(x, training=False).numpy(), rtol=1e-4, atol=1e-5)
