@@ -13,7 +13,10 @@ import os
 import subprocess
 import sys
 
-SETTINGS = {  # (intra-op threads, inter-op threads, oneDNN, ANON_DETERMINISTIC) ; 0 = TensorFlow's default
+# (intra-op threads, inter-op threads, oneDNN, ANON_DETERMINISTIC); 0 = TensorFlow's default. "default" is the
+# project's choice (helpers.TF_OPTIONS: oneDNN on); "no_onednn" is TensorFlow's own default on CPUs without
+# AVX-512 VNNI/BF16 or AMX, such as our AVX2 EPYC.
+SETTINGS = {
     "default": (0, 0, "1", ""),
     "intra2_inter1": (2, 1, "1", ""),
     "intra1_inter2": (1, 2, "1", ""),
