@@ -7,7 +7,7 @@ tests do so. An option already set in the environment is left as it is.
 import os
 
 # oneDNN's kernels: TensorFlow turns them on by itself only on CPUs with AVX-512 VNNI/BF16 or AMX; on our
-# AVX2 CPU they made a cpu-profile iteration 1.9x faster (benchmarks/README.md). Threads: TensorFlow's
+# AVX2 CPU they made a cpu-profile iteration 1.8-3.3x faster (benchmarks/README.md). Threads: TensorFlow's
 # defaults were the fastest measured.
 TF_OPTIONS = {"TF_ENABLE_ONEDNN_OPTS": "1"}
 for _name, _value in TF_OPTIONS.items():
