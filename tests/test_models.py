@@ -107,14 +107,11 @@ def test_the_reid_backbone_can_be_a_plain_cnn(smoke_profile):
         models.networks_for(smoke_profile, "squares", (5, 7, 7, 5, 3), reids="vit")
 
 
-@pytest.mark.parametrize("shape", [(3, 2, 2, 24), (2, 3, 4, 8), (1, 5, 7, 6)])
-def test_block_deconvolution_equals_keras_with_its_gradients(shape):
-    # The detector head's faster kernel must be the same function as Keras's Conv2DTranspose, gradients included.
-    x = tf.random.stateless_normal(shape, (1, 2))
-    plain = tf.keras.layers.Conv2DTranspose(5, 4, strides=2, padding="same", use_bias=True)
-    fast = models.BlockConv2DTranspose(5, 4, strides=2, padding="same", use_bias=True)
-    plain.build(shape)
-    fast.build(shape)
+def _outputs_and_gradients(plain, fast, x):
+    """For a Keras layer and its faster twin with the same (non-default) weights: each one's output on x and
+    the gradients of sum(sin(output)) by x and by its weights."""
+    plain.build(x.shape)
+    fast.build(x.shape)
     fast.set_weights([w + 0.1 for w in plain.get_weights()])
     plain.set_weights(fast.get_weights())
     grads = []
@@ -124,6 +121,15 @@ def test_block_deconvolution_equals_keras_with_its_gradients(shape):
             y = layer(x)
             loss = tf.reduce_sum(tf.sin(y))
         grads.append([y, *tape.gradient(loss, [x, *layer.trainable_variables])])
+    return grads
+
+
+@pytest.mark.parametrize("shape", [(3, 2, 2, 24), (2, 3, 4, 8), (1, 5, 7, 6)])
+def test_block_deconvolution_equals_keras_with_its_gradients(shape):
+    # The detector head's faster kernel must be the same function as Keras's Conv2DTranspose, gradients included.
+    x = tf.random.stateless_normal(shape, (1, 2))
+    grads = _outputs_and_gradients(tf.keras.layers.Conv2DTranspose(5, 4, strides=2, padding="same", use_bias=True),
+                                   models.BlockConv2DTranspose(5, 4, strides=2, padding="same", use_bias=True), x)
     assert grads[1][0].shape == (shape[0], 2 * shape[1], 2 * shape[2], 5)
     for a, b in zip(*grads):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5)
@@ -144,26 +150,16 @@ def test_pointwise_convolution_equals_keras_and_other_convolutions_are_untouched
 def test_depthwise_convolution_with_its_own_kernel_gradient_equals_keras(strides, padding):
     # MobileNet's depthwise layers learn through a hand-made gradient: it must be Keras's, input and kernel.
     x = tf.random.stateless_normal((3, 9, 8, 6), (5, 6))
-    plain = tf.keras.layers.DepthwiseConv2D(3, strides=strides, padding=padding, use_bias=True)
-    fast = models.Float64GradDepthwiseConv2D(3, strides=strides, padding=padding, use_bias=True)
-    plain.build(x.shape)
-    fast.build(x.shape)
-    fast.set_weights([w + 0.1 for w in plain.get_weights()])
-    plain.set_weights(fast.get_weights())
-    grads = []
-    for layer in (plain, fast):
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            loss = tf.reduce_sum(tf.sin(layer(x)))
-        grads.append(tape.gradient(loss, [x, *layer.trainable_variables]))
-    for a, b in zip(*grads):
+    options = dict(strides=strides, padding=padding, use_bias=True)
+    grads = _outputs_and_gradients(tf.keras.layers.DepthwiseConv2D(3, **options),
+                                   models.Float64GradDepthwiseConv2D(3, **options), x)
+    for a, b in zip(*(g[1:] for g in grads)):  # the gradients by x and by the weights
         assert a.dtype == b.dtype == tf.float32
         np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-4, atol=1e-5)
 
 
 REID_GRADIENTS = """
 import sys, numpy as np, tensorflow as tf
-import helpers
 from helpers import models, training
 tf.keras.utils.set_random_seed(0)
 reid = models.build_reid((32, 32, 3), alpha=0.35, bn_momentum=0.9)
