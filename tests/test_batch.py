@@ -205,6 +205,7 @@ BAD_PARAMETERS = [  # notebook, parameters, words of the error: each stops in th
     ("04_adversarial_training", {"VARIANT": "S9"}, ["Unknown variant 'S9'"]),
     ("04_adversarial_training", {"VARIANT": "S1", "EPOCHS": 0}, ["EPOCHS=0", "positive"]),
     ("03_networks", {"PRETRAIN_STEPS": -5}, ["PRETRAIN_STEPS=-5", "positive"]),
+    ("03_networks", {"PRECISION": "float16"}, ["PRECISION='float16'", "mixed_bfloat16"]),
 ]
 
 
