@@ -169,7 +169,8 @@ class Profile:
     pretrain_detector_lr: float | None = None  # notebook 03 only; None: the thesis rate
     # "float32" | "mixed_bfloat16" | "auto" (bfloat16 where the CPU has AMX or AVX-512 BF16). cpu: float32,
     # because at its sizes bfloat16 training measured slower: 0.62x float32 on a Xeon with AMX, 0.72x on an
-    # AMD EPYC with AVX-512 BF16 (benchmarks/train_step.py, benchmarks/README.md).
+    # AMD EPYC with AVX-512 BF16 (benchmarks/train_step.py), 0.68x on a Xeon with AVX-512 BF16, where notebook
+    # 03's AP and AUC stayed within seed noise of float32 (benchmarks/precision_quality.py, benchmarks/README.md).
     precision: str = "float32"
 
 
