@@ -26,7 +26,9 @@ def _batch_norm_training(x, gamma, beta, epsilon: float):
     """Training-mode BatchNorm over batch, height and width, and its gradient written out by hand:
     (y, batch mean, biased batch variance). Not TensorFlow's fused kernel: under oneDNN that kernel's
     gradients were 7 % off (median over a MobileNet's variables; 17 % at worst) from Keras's and from the
-    same kernel without oneDNN, which agree to 0.003 %."""
+    same kernel without oneDNN, which agree to 0.003 %. Against a float64 reference, though, this path is
+    no closer than that kernel under oneDNN (1.8 % against 1.6 %: at initialisation the gradients are
+    ill-conditioned; benchmarks/README.md)."""
     axes = [0, 1, 2]
 
     @tf.custom_gradient
