@@ -6,42 +6,36 @@ its standard error, sqrt(s_a²/n_a + s_b²/n_b). The verdict reads validation; t
 
     .venv/bin/python benchmarks/precision_quality.py --profile cpu --seeds 0 1 2
 
-Finished runs (metrics.json of that precision) are kept, so an interrupted call resumes. bfloat16 on a
-CPU without AVX-512 BF16 or AMX is emulated and slow, but gives the same answer.
+Finished runs (notebook 03's of that precision, by the run registry) are kept, so an interrupted call
+resumes. bfloat16 on a CPU without AVX-512 BF16 or AMX is emulated and slow, but gives the same answer.
 """
 from __future__ import annotations
 
 import argparse
 import csv
-import json
 import os
 from pathlib import Path
 
 import numpy as np
 
-from helpers import batch, config
+from helpers import batch, config, runs
+from helpers.models import PRECISIONS  # float32 first: the reference
 
-PRECISIONS = ("float32", "mixed_bfloat16")
 METRICS = ("detector_ap", "reid_auc")
 
 
 def run_one(root: Path, profile: str, dataset: str, seed: int, precision: str, quiet: bool) -> dict:
-    """Notebook 01 (or 02) and 03 in `root`; returns 03's metrics.json."""
-    metrics = root / "results" / config.unfiltered_name(dataset) / "metrics.json"
-    if metrics.exists():
-        found = json.loads(metrics.read_text())
-        if found.get("precision") == precision and found.get("profile") == profile:
-            return found
+    """The batch runner's set-up of `dataset` in `root` (notebook 01 or 02, then 03) where the run registry
+    finds no notebook 03 run of this precision; returns 03's metrics."""
     os.environ["ANON_ROOT"] = str(root)
-    common = {"PROFILE": profile, "DATA_SEED": seed}
-    executed = root / "results" / "notebooks"
-    if dataset == "squares":
-        batch.run_notebook("01_synthetic_squares", executed / "01_synthetic_squares.ipynb", common, quiet)
-    else:
-        batch.run_notebook("02_prepare_tvpr", executed / "02_prepare_tvpr.ipynb", {**common, "TVPR_RAW": None}, quiet)
-    batch.run_notebook("03_networks", executed / "03_networks.ipynb",
-                       {**common, "DATASET": dataset, "PRECISION": precision}, quiet)
-    return json.loads(metrics.read_text())
+    done = runs.unfiltered(dataset, profile, seed)
+    if done is None or done.metrics.get("precision") != precision:
+        setup = argparse.Namespace(profile=profile, data_seed=seed, redo_setup=done is not None, tvpr_raw=None)
+        for task in batch.setup_runs(dataset, setup):
+            extra = {"PRECISION": precision} if task.name == "03_networks" else {}
+            batch.run_notebook(task.name, task.output, {**task.parameters, **extra}, quiet)
+        done = runs.unfiltered(dataset, profile, seed)
+    return done.metrics
 
 
 def within_noise(a, b) -> tuple[float, float, bool]:
